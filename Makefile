@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test postgres clean
 
 setup: $(VENV)/.installed
 
@@ -17,8 +17,21 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/erase-inspect data_samples/images/astronaut.png --overlay out/astronaut-kept.png
 
-test: setup
+# The scale-out tests start a PostgreSQL server from the distribution's binaries. As root (CI),
+# install them when missing; otherwise those tests skip with the reason.
+test: setup postgres
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+postgres:
+	@if ! command -v /usr/lib/postgresql/*/bin/pg_ctl > /dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then \
+	    echo "installing PostgreSQL (Debian package) for the scale-out tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql > /dev/null) \
+	      || echo "could not install PostgreSQL: its tests will skip"; \
+	  else \
+	    echo "no PostgreSQL server binaries and not root: the PostgreSQL tests will skip"; \
+	  fi; \
+	fi
 
 clean:
 	rm -rf $(VENV) out

@@ -18,6 +18,7 @@ import torch
 
 from erase import EraseError
 
+from .model_identity import load_config, model_revision, resolve_model_path  # noqa: F401 (resolve_model_path re-exported)
 from .offline_processor import ImageTextProcessor
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -35,17 +36,6 @@ class LoadedModel:
     @property
     def tokenizer(self) -> Any:
         return self.processor.tokenizer
-
-
-def resolve_model_path(model: str) -> str:
-    if model == "demo":
-        from .demo.model import demo_model_path
-
-        path = demo_model_path()
-        if not Path(path).is_dir():
-            raise EraseError(f"the demo model is missing at {path}; reinstall the project from its checkout")
-        return str(path)
-    return model
 
 
 def _model_class(model_type: str) -> Any:
@@ -69,40 +59,40 @@ def load_model(
     min_pixels: int | None = None,
     max_pixels: int | None = None,
     attn_implementation: str = "sdpa",
+    revision: str | None = None,
 ) -> LoadedModel:
-    """Load MODEL (hub id, folder or `demo`) with its processor; one-line errors for user faults."""
-    from transformers import AutoConfig
+    """Load MODEL (hub id, folder or `demo`) with its processor; one-line errors for user faults.
 
+    `revision` (hub ids only) pins a branch, tag or commit; `LoadedModel.revision` is what
+    `model_identity.model_revision` records for it.
+    """
     if dtype not in DTYPES:
         raise EraseError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EraseError(f"device {device!r} requested but CUDA is not available")
-    path = resolve_model_path(model)
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EraseError(f"cannot load model {model!r}: {first}") from None
+    path, config = load_config(model, revision)
     cls = _model_class(config.model_type)
-    net = cls.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
+    net = cls.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, revision=revision)
     net = net.to(device).eval()
-    processor = load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels)
+    processor = load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels, revision=revision)
     ip = processor.image_processor
     size = getattr(ip, "size", None) or {}
     return LoadedModel(
         model=net,
         processor=processor,
         model_id=model,
-        revision=getattr(config, "_commit_hash", None),
+        revision=model_revision(path, revision),
         min_pixels=size.get("shortest_edge", min_pixels),
         max_pixels=size.get("longest_edge", max_pixels),
     )
 
 
-def load_processor(path: str, *, min_pixels: int | None = None, max_pixels: int | None = None) -> Any:
+def load_processor(
+    path: str, *, min_pixels: int | None = None, max_pixels: int | None = None, revision: str | None = None
+) -> Any:
     from transformers import AutoImageProcessor, AutoTokenizer
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {} if revision is None else {"revision": revision}
     if min_pixels is not None or max_pixels is not None:
         size = {}
         if min_pixels is not None:
@@ -119,7 +109,7 @@ def load_processor(path: str, *, min_pixels: int | None = None, max_pixels: int 
     except Exception:  # noqa: BLE001 - no torchvision: the video processor cannot be built
         pass
     image_processor = AutoImageProcessor.from_pretrained(path, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", **({} if revision is None else {"revision": revision}))
     template = getattr(tokenizer, "chat_template", None)
     if template is None and os.path.exists(os.path.join(path, "chat_template.jinja")):
         template = Path(path, "chat_template.jinja").read_text()

@@ -1,8 +1,14 @@
 """Calibration items: the ones the unpruned model answers correctly, with cached base answers.
 
-Base answers are cached on disk (JSON lines, appended as they come, so an
-interrupted run keeps what it computed), keyed by model, revision, benchmark,
-processor pixel range and decoding length.
+Base answers are cached on disk, keyed by model, revision, benchmark, processor
+pixel range and decoding length: one small JSON file per answered item, written
+as it comes (an interrupted run keeps what it computed) and atomically (temp
+file, then rename). Workers on one machine sharing OUT therefore share the
+cache safely: a reader never sees half an entry, two workers answering the same
+item write the same content and the last rename wins, and each picks up the
+other's answers as they appear. Workers on other machines compute their own;
+greedy decoding with the same seed, data and model keeps the same items (the
+study checks that, see record.save_items).
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from erase import EraseError
+from erase.fileio import atomic_write
 
 from ..answering import Answer, greedy_answer, item_inputs
 
 CORRECT = 0.5  # a score at or above this counts as answered correctly (binary metrics give 0 or 1)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 1  # part of the key: a change of what an entry means starts a new cache
 
 
 @dataclass(frozen=True)
@@ -36,31 +43,50 @@ def cache_key(model_id: str, revision: str | None, benchmark: str, min_pixels: A
 
 
 class AnswerCache:
-    """One JSON-lines file per key: {"id", "text", "tokens", "score"} per answered item."""
+    """A folder per key, one ``{"id", "text", "tokens", "score"}`` JSON file per answered item."""
 
     def __init__(self, folder: Path, key: str, label: str):
-        self.path = Path(folder) / f"{label}-{key}.jsonl"
+        self.dir = Path(folder) / f"{label}-{key}"
         self.entries: dict[str, dict] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                    self.entries[rec["id"]] = rec
-                except (ValueError, KeyError):
-                    continue  # a line cut by a kill: recomputed
+        legacy = Path(folder) / f"{label}-{key}.jsonl"  # the single-file format of earlier versions
+        if legacy.is_file():
+            for line in legacy.read_text(encoding="utf-8").splitlines():
+                self._keep(line)
+        if self.dir.is_dir():
+            for path in self.dir.glob("*.json"):
+                self._keep(_read(path))
 
-    def get(self, item_id: str) -> dict | None:
-        return self.entries.get(item_id)
-
-    def put(self, item_id: str, answer: Answer, score: float) -> None:
-        rec = {"id": item_id, "text": answer.text, "tokens": list(answer.token_ids), "score": score}
-        self.entries[item_id] = rec
+    def _keep(self, text: str | None) -> dict | None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec) + "\n")
-        except OSError as exc:
-            raise EraseError(f"{self.path}: cannot write the base-answer cache: {exc.strerror or exc}") from None
+            rec = json.loads(text or "")
+            self.entries[str(rec["id"])] = rec
+            return rec
+        except (ValueError, KeyError, TypeError):
+            return None  # unreadable: recomputed
+
+    def _path(self, item_id: Any) -> Path:
+        return self.dir / f"{hashlib.sha256(str(item_id).encode()).hexdigest()[:24]}.json"
+
+    def get(self, item_id: Any) -> dict | None:
+        rec = self.entries.get(str(item_id))
+        if rec is None:  # another worker may have answered it since this cache was opened
+            rec = self._keep(_read(self._path(item_id)))
+        return rec
+
+    def put(self, item_id: Any, answer: Answer, score: float) -> None:
+        rec = {"id": item_id, "text": answer.text, "tokens": list(answer.token_ids), "score": score}
+        self.entries[str(item_id)] = rec
+        try:
+            atomic_write(self._path(item_id), json.dumps(rec))
+        except EraseError as exc:
+            raise EraseError(f"cannot write the base-answer cache: {exc}") from None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def collect_correct(

@@ -1,13 +1,19 @@
-"""One calibration, end to end: base answers, the search, the pick, the files."""
+"""One calibration worker, end to end: base answers, the search, the pick, the files.
+
+Several workers may run this on one study (see study.py); the profile is
+written once, by the worker that claims the finished study (record.py),
+normally the one that completes the last trial. The others end with a note.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from optuna.trial import TrialState
 
@@ -25,11 +31,12 @@ from erase.profile import (
 
 from .. import __version__
 from ..model_loading import load_model
-from . import sources
+from . import record, sources, staleness
 from .base_answers import AnswerCache, cache_key, collect_correct
-from .output import build_profile, next_version, profile_name, write_outputs
+from .finalize import write_profile
+from .output import profile_name
 from .search_space import SearchSpace
-from .study import count, fail_orphans, open_study, run_trials, select
+from .study import WORKER, WorkerRun, count, fail_orphans, open_study, redact, run_trials, select
 from .trials import TrialRunner
 from .ui import Progress
 
@@ -58,6 +65,8 @@ class CalibrationConfig:
     final_keep_ratio: float = 0.15
     pool_factor: int = 3
     command: str = ""
+    revision: str | None = None  # hub ids: branch, tag or commit
+    if_stale: str | None = None  # profile name or path: calibrate only when it is stale for the model
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -129,9 +138,23 @@ def template_profile(loaded: Any, config: CalibrationConfig) -> Profile:
     )
 
 
-def calibrate(config: CalibrationConfig, progress: Progress) -> dict[str, Path]:
+@dataclass
+class Outcome:
+    paths: dict[str, Path] | None = None  # what this worker wrote
+    note: str | None = None  # why it wrote nothing
+
+
+def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str], None] = print) -> Outcome:
     config.validate()
     out = Path(config.out)
+    if config.if_stale:
+        if not staleness.profile_exists(config.if_stale):
+            say(f"stale: no profile {config.if_stale!r} yet; calibrating")
+        else:
+            verdict = staleness.check(config.model, config.if_stale, config.revision)
+            if verdict.current:
+                return Outcome(note=f"{verdict.line()}; nothing to calibrate")
+            say(f"{verdict.line()}; calibrating")
     space = SearchSpace(levels=config.levels)
     warm = None
     if config.warm_start:
@@ -139,11 +162,13 @@ def calibrate(config: CalibrationConfig, progress: Progress) -> dict[str, Path]:
         warm = space.encode(wp.stage1.thresholds, wp.stage1.keep_ratios)
 
     loaded = load_model(
-        config.model, device=config.device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels
+        config.model, device=config.device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
+        revision=config.revision,
     )
     template = template_profile(loaded, config)
     config.study_name = config.study_name or f"{template.name}-erase"
     study = open_study(config.storage, config.study_name, out, config.seed)
+    record.save_setup(study, record.StudySetup.from_config(config, template))
     orphans = fail_orphans(study)
     if orphans:
         progress.note(f"resuming: {orphans} trial(s) of a stopped run marked failed")
@@ -169,6 +194,7 @@ def calibrate(config: CalibrationConfig, progress: Progress) -> dict[str, Path]:
             items[name] = got
     if not items:
         raise EraseError("the unpruned model answered no calibration item correctly; nothing to calibrate on")
+    record.save_items(study, items)
 
     runner = TrialRunner(
         loaded, items, template, sources.score, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
@@ -184,16 +210,42 @@ def calibrate(config: CalibrationConfig, progress: Progress) -> dict[str, Path]:
                 best = _best_line(study, config.select)
                 tick(description=f"trials  {best}")
 
-            run_trials(study, space, runner.evaluate, config.iters, on_trial=on_trial)
+            run = run_trials(study, space, runner.evaluate, config.iters, on_trial=on_trial)
     finally:
         runner.close()
+    return finish(study, config, out, run)
 
-    chosen = select(study, config.select)
-    profile = build_profile(
-        template, chosen, name=template.name, version=next_version(out, template.name), config=config,
-        datasets={k: len(v) for k, v in items.items()},
-    )
-    return write_outputs(out, profile, study, chosen, config)
+
+def finish(study: Any, config: CalibrationConfig, out: Path, run: WorkerRun) -> Outcome:
+    """Write the profile if this worker claims the finished study; otherwise say who will."""
+    name, iters = config.study_name, config.iters
+    complete = count(study, TrialState.COMPLETE)
+    later = f"the worker that completes the last trial writes the profile (or run: {finalize_command(config)})"
+    if complete < iters:
+        running = count(study, TrialState.RUNNING)
+        return Outcome(note=f"study {name!r}: {complete} of {iters} trials complete, {running} running in other workers; {later}")
+    if run.surplus:
+        return Outcome(note=f"study {name!r}: its last trials ran in other workers; {later}")
+    select(study, config.select)  # no feasible trial: the error, before anything is claimed
+    if not record.claim(study, complete, WORKER):
+        prev = record.written(study, complete, out=out)
+        if prev:
+            return Outcome(note=f"study {name!r} ({complete} trials): its profile was already written: {prev['path']}")
+        who = record.claimed_by(study, complete) or "another worker"
+        return Outcome(note=f"study {name!r} ({complete} trials): {who} writes its profile (if it stopped, run: {finalize_command(config)})")
+    try:
+        written = write_profile(study, record.load_setup(study), out, config.select)
+    except BaseException:
+        record.release(study, complete)  # a rerun or finalize can write it
+        raise
+    return Outcome(paths=written.paths)
+
+
+def finalize_command(config: CalibrationConfig) -> str:
+    parts = ["erase-calibrate", "finalize", "--study-name", str(config.study_name), "--out", str(config.out)]
+    if config.storage:
+        parts += ["--storage", redact(config.storage)]
+    return shlex.join(parts)
 
 
 def _best_line(study: Any, rule: str) -> str:

@@ -4,65 +4,103 @@ The default storage is a journal file next to the output, so rerunning the same
 command continues the study. A process killed mid-trial leaves that trial
 RUNNING; the next run marks it failed if the process that owned it is gone,
 and runs trials until the study holds `iters` completed ones.
+
+Several workers may share one study (a journal file on one machine, or a
+database). `iters` counts the study's trials, not a worker's: a trial is only
+run when fewer than `iters` trials numbered before it are complete or running,
+so workers asking at the same moment never overshoot. Trial numbers are
+assigned in creation order by both storages (RDB locks the study row, the
+journal orders its log), which is what makes that count exact.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import socket
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from erase import EraseError
 
+from .sampler import TrialSeededTPE
 from .search_space import SearchSpace
 from .trials import TrialResult
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
-def open_study(storage: str | None, study_name: str, out_dir: Path, seed: int) -> optuna.Study:
-    """Create or load the study; a plain path (or none) means a journal file."""
+def journal_path(storage: str | None, study_name: str, out_dir: Path) -> Path | None:
+    """The journal file a storage argument means (none: OUT/STUDY.journal), or None for a URL."""
     if storage is None:
-        storage = str(out_dir / f"{study_name}.journal")
-    if "://" not in storage:
+        return Path(out_dir) / f"{study_name}.journal"
+    return None if "://" in storage else Path(storage)
+
+
+def open_storage(storage: str | None, study_name: str, out_dir: Path, *, create: bool = True) -> Any:
+    path = journal_path(storage, study_name, out_dir)
+    if path is not None:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        path = Path(storage)
+        if not create and not path.is_file():
+            raise EraseError(f"{path}: no such study journal")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            backend = JournalFileBackend(str(path))
+            return JournalStorage(JournalFileBackend(str(path)))
         except OSError as exc:
             raise EraseError(f"{path}: cannot open the study journal: {exc.strerror or exc}") from None
-        storage_obj: Any = JournalStorage(backend)
-    else:
-        storage_obj = storage
+    # Workers starting together race to create the schema on an empty database; a retry sees it made.
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(storage)
+        except Exception as exc:  # noqa: BLE001 - storage URLs fail in many ways; one line for the user
+            if attempt == 4 or not _transient(exc):
+                raise EraseError(f"cannot open storage {redact(storage)}: {str(exc).strip().splitlines()[0]}") from None
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
+
+
+def _transient(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("already exists", "duplicate key", "deadlock", "could not serialize"))
+
+
+def redact(url: str) -> str:
+    """A storage URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+def open_study(
+    storage: str | None, study_name: str, out_dir: Path, seed: int, *, create: bool = True
+) -> optuna.Study:
+    """Create or load the study; a plain path (or none) means a journal file.
+
+    With `create=False` the study must exist (finalize reads a study, never starts one).
+    """
+    storage_obj = open_storage(storage, study_name, out_dir, create=create)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    where = redact(storage) if storage else str(journal_path(None, study_name, out_dir))
     try:
-        study = optuna.create_study(
-            study_name=study_name, storage=storage_obj, sampler=_sampler(seed, 0), direction="maximize",
-            load_if_exists=True,
-        )
+        if create:
+            return optuna.create_study(
+                study_name=study_name, storage=storage_obj, sampler=TrialSeededTPE(seed), direction="maximize",
+                load_if_exists=True,
+            )
+        return optuna.load_study(study_name=study_name, storage=storage_obj, sampler=TrialSeededTPE(seed))
+    except KeyError:
+        raise EraseError(f"no study {study_name!r} in {where}") from None
     except Exception as exc:  # noqa: BLE001 - storage URLs fail in many ways; one line for the user
-        raise EraseError(f"cannot open study {study_name!r} in {storage}: {str(exc).splitlines()[0]}") from None
-    # A resumed run must not replay the seeded random sequence of the first one.
-    study.sampler = _sampler(seed, len(study.trials))
-    return study
-
-
-def _sampler(seed: int, history: int) -> optuna.samplers.TPESampler:
-    derived = seed if history == 0 else int(np.random.SeedSequence([seed, history]).generate_state(1)[0])
-    return optuna.samplers.TPESampler(seed=derived, constant_liar=True, constraints_func=_constraints)
-
-
-def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-    # > 0 means infeasible: a level left empty by the thresholds
-    return [float(trial.user_attrs.get("empty_levels", 0))]
+        raise EraseError(f"cannot open study {study_name!r} in {where}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def fail_orphans(study: optuna.Study) -> int:
@@ -92,23 +130,45 @@ def count(study: optuna.Study, *states: TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+@dataclass
+class WorkerRun:
+    completed: int = 0  # trials this worker completed
+    surplus: bool = False  # stopped because other workers had already taken the last trials
+
+
 def run_trials(
     study: optuna.Study,
     space: SearchSpace,
     evaluate: Callable[[tuple, tuple], TrialResult],
     iters: int,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
-) -> None:
+) -> WorkerRun:
     """Run trials until the study holds `iters` completed ones (counting other workers' too)."""
+    run = WorkerRun()
     while count(study, TrialState.COMPLETE) + count(study, TrialState.RUNNING) < iters:
         trial = study.ask()
         trial.set_user_attr("worker", WORKER)
+        if trials_before(study, trial.number) >= iters:
+            # Another worker asked at the same moment and took the last slot: this trial is one too many.
+            # FAIL keeps it out of TPE's model and out of the pick; it was never evaluated.
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+            run.surplus = True
+            break
         thresholds, keeps = space.suggest(trial)
         result = evaluate(thresholds, keeps)
         record(trial, result)
         frozen = study.tell(trial, result.objective)
+        run.completed += 1
         if on_trial is not None:
             on_trial(frozen)
+    return run
+
+
+def trials_before(study: optuna.Study, number: int) -> int:
+    """Complete or running trials numbered below `number`: the ones that count before it."""
+    live = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    return sum(1 for t in live if t.number < number)
 
 
 def record(trial: optuna.trial.Trial, r: TrialResult) -> None:
@@ -116,7 +176,9 @@ def record(trial: optuna.trial.Trial, r: TrialResult) -> None:
     trial.set_user_attr("objective", r.objective)
     trial.set_user_attr("mean_pruning", r.mean_pruning)
     trial.set_user_attr("feasible", r.feasible)
-    trial.set_user_attr("empty_levels", int(sum(1 for c in r.shares if c == 0)))
+    empty = int(sum(1 for c in r.shares if c == 0))
+    trial.set_user_attr("empty_levels", empty)
+    trial.set_constraint("empty_levels", float(empty))  # > 0: infeasible; TPE steers away from it
     trial.set_user_attr("generated", r.generated)
     trial.set_user_attr("thresholds", list(r.thresholds))
     trial.set_user_attr("keep_ratios", list(r.keep_ratios))

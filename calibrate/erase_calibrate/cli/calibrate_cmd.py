@@ -1,4 +1,9 @@
-"""erase-calibrate: search entropy thresholds and per-level keep ratios, write a profile."""
+"""erase-calibrate: search entropy thresholds and per-level keep ratios, write a profile.
+
+Without a subcommand it calibrates (one worker; start the same command on several machines
+with a shared --storage and --study-name to scale out). `check` tells whether a profile is
+still current for a model; `finalize` writes a study's profile from its storage alone.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,38 @@ from typing import Optional
 
 import typer
 
-from ..calibration.run import CalibrationConfig, calibrate
+from erase import EraseError
+
 from ..calibration.ui import Progress
 from ._common import run
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = typer.Typer(
+    add_completion=False,
+    help=__doc__,
+    invoke_without_command=True,
+    epilog="Exit codes: 0 done (also when another worker writes the profile, or --if-stale finds it current); "
+    "2 a user error, one line on stderr. check: 0 current, 3 stale. See docs/calibration.md.",
+    context_settings={"help_option_names": ["--help", "-h"]},
+    rich_markup_mode=None,
+)
+
+EXIT_CODES = """Exit codes: 0 current, 3 stale (the reason follows 'stale:'), 2 a user error
+(no such profile, unknown model, malformed profile), one line on stderr."""
 
 
 def _split(value: Optional[str]) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
-@app.command()
+_REVISION_HELP = "Hub revision (branch, tag or commit) of MODEL; hub ids only. Default: main."
+
+
+@app.callback()
 def main_command(
-    model: str = typer.Option(..., "--model", help="Hub id, local checkpoint folder, or 'demo' (the shipped demo model)."),
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Hub id, local checkpoint folder, or 'demo' (the shipped demo model). Required to calibrate."
+    ),
     alpha: float = typer.Option(0.65, help="Accuracy weight of F = alpha*Accuracy + (1-alpha)*sum c_i p_i, in [0, 1]."),
     iters: int = typer.Option(100, help="Completed trials the study should hold (all workers together)."),
     levels: int = typer.Option(4, help="Complexity levels N (N-1 thresholds)."),
@@ -32,7 +55,9 @@ def main_command(
     per_benchmark: int = typer.Option(70, help="Correctly answered items kept per benchmark."),
     seed: int = typer.Option(0, help="Seed of the item sample and of the TPE sampler."),
     storage: Optional[str] = typer.Option(
-        None, help="Optuna storage: a journal file path (default OUT/STUDY.journal) or a URL (sqlite:///, postgresql://)."
+        None,
+        help="Optuna storage shared by all workers: a journal file path (default OUT/STUDY.journal) or a URL "
+        "(postgresql://..., sqlite:///...).",
     ),
     study_name: Optional[str] = typer.Option(None, help="Study name; default MODEL-NAME-erase."),
     out: Path = typer.Option(Path("calibration"), help="Output folder: profiles, reports, journal, base-answer cache."),
@@ -48,23 +73,83 @@ def main_command(
         None, help="Evaluate trials with Stage 1+2 at this final keep ratio (default: Stage 1 only, as the paper)."
     ),
     final_keep_ratio: float = typer.Option(0.15, help="Default final keep ratio written into the profile."),
+    revision: Optional[str] = typer.Option(None, help=_REVISION_HELP),
+    if_stale: Optional[str] = typer.Option(
+        None, metavar="PROFILE",
+        help="Calibrate only if PROFILE (name or path) is stale for MODEL, as `check` decides (or does not exist yet); "
+        "when it is current, print why and exit 0.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Calibrate ERASE for MODEL and write the next version of its profile into OUT."""
+    """Calibrate ERASE for MODEL and write the next version of its profile into OUT.
+
+    Several workers (the same command, with the same --storage and --study-name) share one study:
+    --iters counts the study's completed trials, and the worker that completes the last one writes
+    the profile; the others print a one-line note and exit 0.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None:
+        raise EraseError("--model is required to calibrate (or run a subcommand: check, finalize; see --help)")
+    from ..calibration.run import CalibrationConfig, calibrate
+
     config = CalibrationConfig(
         model=model, alpha=alpha, iters=iters, levels=levels, benchmarks=_split(benchmarks), per_benchmark=per_benchmark,
         seed=seed, storage=storage, study_name=study_name, out=out, device=device, dtype=dtype, min_pixels=min_pixels,
         max_pixels=max_pixels, select=select, warm_start=warm_start, data_dir=data_dir, max_new_tokens=max_new_tokens,
-        stage2_keep_ratio=stage2_keep_ratio, final_keep_ratio=final_keep_ratio,
+        stage2_keep_ratio=stage2_keep_ratio, final_keep_ratio=final_keep_ratio, revision=revision, if_stale=if_stale,
         command=shlex.join(["erase-calibrate", *sys.argv[1:]]),
     )
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own bars cover loading
-    paths = calibrate(config, Progress(enabled=not quiet))
+    outcome = calibrate(config, Progress(enabled=not quiet), say=lambda line: typer.echo(f"erase-calibrate: {line}"))
+    if outcome.paths is None:
+        typer.echo(f"erase-calibrate: {outcome.note}")
+        return
+    _print_paths(outcome.paths)
+
+
+def _print_paths(paths: dict[str, Path]) -> None:
     typer.echo(f"profile  {paths['profile']}")
     typer.echo(f"report   {paths['report']}")
     typer.echo(f"plot     {paths['plot']}")
+
+
+@app.command(epilog=EXIT_CODES)
+def check(
+    model: str = typer.Option(..., "--model", help="Hub id, local checkpoint folder, or 'demo'."),
+    profile: str = typer.Option(..., "--profile", help="Profile name (found as erase-profile finds it) or YAML path."),
+    revision: Optional[str] = typer.Option(None, help=_REVISION_HELP),
+) -> None:
+    """Is PROFILE current for MODEL? Same model revision, same architecture fingerprint (family, pixels
+    per token, layers, hidden size), this toolkit's schema_version and release series. Reads the model's
+    config only, never its weights. Prints 'current: ...' (exit 0) or 'stale: <reasons>' (exit 3)."""
+    from ..calibration.staleness import EXIT_STALE, check as check_profile
+
+    verdict = check_profile(model, profile, revision)
+    typer.echo(verdict.line())
+    if not verdict.current:
+        raise typer.Exit(EXIT_STALE)
+
+
+@app.command()
+def finalize(
+    study_name: str = typer.Option(..., help="The study to finalize."),
+    storage: Optional[str] = typer.Option(None, help="Its storage: a journal file path or a URL; default OUT/STUDY.journal."),
+    out: Path = typer.Option(Path("calibration"), help="Where to write the profile, report and plot."),
+    select: Optional[str] = typer.Option(None, help="'accuracy' or 'objective'; default: the rule the study was run with."),
+) -> None:
+    """Write the profile of a study from its storage alone (no model, no data): what the workers
+    recorded when they started, and the best of the completed trials. Writes nothing new when this
+    folder already holds the profile of the same study state."""
+    from ..calibration.finalize import finalize as finalize_study
+
+    written = finalize_study(storage, study_name, out, select)
+    if not written.new:
+        typer.echo(f"erase-calibrate: already written: {written.paths['profile']}")
+        return
+    _print_paths(written.paths)
 
 
 main = run(app, "erase-calibrate")
