@@ -1,0 +1,175 @@
+"""The demo model: a tiny Qwen2.5-VL (the real architecture class) and where it ships.
+
+The model is `Qwen2_5_VLForConditionalGeneration` with a small config, trained
+from scratch on the synthetic tasks of `erase_calibrate.demo.tasks` by
+``python -m erase_calibrate.demo.train``. The trained checkpoint ships in
+``data_samples/demo-model/`` (safetensors, config, tokenizer, image processor
+config, chat template) and loads with ``from_pretrained`` like any real
+checkpoint, with no model hub (``HF_HUB_OFFLINE=1``) and no torchvision.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+from ..offline_processor import ImageTextProcessor, build_processor, build_tokenizer, special_token_ids
+from .tasks import GRID, TOKEN_PX
+
+__all__ = [
+    "DEMO_SPEC",
+    "DemoSpec",
+    "ENV_VAR",
+    "MAX_PIXELS",
+    "MIN_PIXELS",
+    "build_demo_config",
+    "build_demo_processor",
+    "demo_model_path",
+    "load_demo",
+]
+
+ENV_VAR = "ERASE_DEMO_MODEL"  # overrides where the demo checkpoint is looked for
+MODEL_ID = "erase-demo/qwen2.5-vl-tiny"
+# Fixed pixel budget: every image becomes ~256 vision tokens (448x448 -> 16x16 exactly).
+MIN_PIXELS = MAX_PIXELS = GRID * GRID * TOKEN_PX * TOKEN_PX
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """Shapes of the demo model (LLM, then vision tower)."""
+
+    hidden: int = 128
+    layers: int = 6
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 384
+    vit_depth: int = 2
+    vit_hidden: int = 64
+    vit_heads: int = 2
+    vit_intermediate: int = 128
+    vit_fullatt: tuple[int, ...] = (1,)
+    rope_theta: float = 10000.0
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+DEMO_SPEC = DemoSpec()
+
+
+def _mrope_section(head_dim: int) -> list[int]:
+    """Split head_dim/2 rotary frequencies over (t, h, w) like Qwen's [16, 24, 24] for 128."""
+    half = head_dim // 2
+    t = max(1, round(half * 16 / 64))
+    h = (half - t) // 2
+    return [t, h, half - t - h]
+
+
+def build_demo_config(tokenizer: PreTrainedTokenizerFast, spec: DemoSpec = DEMO_SPEC) -> Qwen2_5_VLConfig:
+    """The demo's `Qwen2_5_VLConfig`; special token ids are the tokenizer's."""
+    ids = special_token_ids(tokenizer)
+    text_config = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden,
+        intermediate_size=spec.intermediate,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.kv_heads,
+        max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": spec.rope_theta, "mrope_section": _mrope_section(spec.head_dim)},
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+    vision_config = dict(
+        depth=spec.vit_depth,
+        hidden_size=spec.vit_hidden,
+        intermediate_size=spec.vit_intermediate,
+        num_heads=spec.vit_heads,
+        out_hidden_size=spec.hidden,
+        patch_size=TOKEN_PX // 2,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
+        fullatt_block_indexes=list(spec.vit_fullatt),
+        in_channels=3,
+        tokens_per_second=2,
+    )
+    config = Qwen2_5_VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        bos_token_id=None,
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=False,
+    )
+    config._attn_implementation = "sdpa"
+    return config
+
+
+def build_demo_processor(tokenizer: PreTrainedTokenizerFast | None = None) -> ImageTextProcessor:
+    """The offline tokenizer and image-only processor with the demo's fixed pixel budget."""
+    tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
+    return build_processor(tokenizer, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+
+
+def new_demo_model(tokenizer: PreTrainedTokenizerFast, spec: DemoSpec = DEMO_SPEC, seed: int = 0):
+    """A freshly initialised (untrained) demo model in float32."""
+    config = build_demo_config(tokenizer, spec)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    _set_generation_defaults(model)
+    return model
+
+
+def _set_generation_defaults(model: Any) -> None:
+    gc = model.generation_config
+    gc.eos_token_id = model.config.eos_token_id
+    gc.pad_token_id = model.config.pad_token_id
+    gc.bos_token_id = None
+    gc.do_sample = False
+    gc.max_new_tokens = 8
+
+
+def demo_model_path() -> Path:
+    """Where the shipped demo checkpoint lives: ``data_samples/demo-model`` of the checkout
+    (``$ERASE_DEMO_MODEL`` overrides it)."""
+    override = os.environ.get(ENV_VAR)
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[3] / "data_samples" / "demo-model"
+
+
+def load_demo(
+    path: str | os.PathLike[str] | None = None, *, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"
+) -> tuple[Qwen2_5_VLForConditionalGeneration, ImageTextProcessor]:
+    """(model in eval mode, processor) of the demo checkpoint, loaded offline with `from_pretrained`.
+
+    The weights are stored in bfloat16 to keep the checkpoint small; they load as
+    `dtype` (float32 by default, the dtype the quality bars are measured in).
+    """
+    path = Path(path) if path is not None else demo_model_path()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no demo checkpoint at {path} (train one with python -m erase_calibrate.demo.train)")
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        str(path), dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
+    )
+    model.eval()
+    processor = ImageTextProcessor.from_pretrained(str(path), local_files_only=True)
+    return model, processor
+
+
+def spec_dict(spec: DemoSpec = DEMO_SPEC) -> dict[str, Any]:
+    return asdict(spec)
