@@ -54,6 +54,8 @@ class Preset:
     vit_heads: int
     vit_intermediate: int
     vit_fullatt: tuple[int, ...]
+    rope_theta: float = 1000000.0
+    max_positions: int = 128000
 
     @property
     def head_dim(self) -> int:
@@ -109,9 +111,6 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
-PLANNED = {"demo": "the 'demo' preset (a small real checkpoint) is not available yet; use a preset or a local path"}
-
-
 def mrope_section(head_dim: int) -> list[int]:
     """Split head_dim/2 rotary frequencies over (t, h, w) like Qwen's [16, 24, 24] for 128."""
     half = head_dim // 2
@@ -134,8 +133,8 @@ def build_config(preset: Preset, tokenizer: PreTrainedTokenizerFast, attn_implem
         num_hidden_layers=preset.layers,
         num_attention_heads=preset.heads,
         num_key_value_heads=preset.kv_heads,
-        max_position_embeddings=128000,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section(preset.head_dim)},
+        max_position_embeddings=preset.max_positions,
+        rope_parameters={"rope_type": "default", "rope_theta": preset.rope_theta, "mrope_section": mrope_section(preset.head_dim)},
         rms_norm_eps=1e-6,
         tie_word_embeddings=preset.tie_embeddings,
         bos_token_id=None,
@@ -212,8 +211,10 @@ def resolve(spec: str) -> Preset | Path:
     """A preset by name, or an existing checkpoint directory; a one-line EraseError otherwise."""
     if spec in PRESETS:
         return PRESETS[spec]
-    if spec in PLANNED:
-        raise EraseError(PLANNED[spec])
+    if spec == "demo":  # the shipped trained checkpoint
+        from ..demo.model import demo_model_path
+
+        return demo_model_path()
     if looks_like_path(spec):
         path = Path(spec)
         if not path.is_dir():

@@ -75,7 +75,7 @@ def command_line() -> str:
 
 @app.command()
 def bench(
-    model: str = typer.Option(..., "--model", "-m", help="Preset (qwen2.5-vl-7b, qwen2.5-vl-3b, qwen2.5-vl-7b-mini, qwen2.5-vl-3b-mini, tiny) or a local checkpoint directory."),
+    model: str = typer.Option(..., "--model", "-m", help="Preset (qwen2.5-vl-7b, qwen2.5-vl-3b, qwen2.5-vl-7b-mini, qwen2.5-vl-3b-mini, tiny), demo (the shipped trained model) or a local checkpoint directory."),
     tokens: str = typer.Option("1024", "--tokens", help="Comma-separated vision-token counts, e.g. 1024,4096."),
     methods: str = typer.Option("base,erase", "--methods", help="Comma-separated: base, erase, stage1, fastv, random, uniform."),
     final_keep_ratio: Optional[str] = typer.Option(None, "--final-keep-ratio", metavar="R", help="Share of vision tokens kept at the end (default: the profile's, 0.15)."),

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-from ..offline_processor import ImageTextProcessor, build_processor, build_tokenizer, special_token_ids
+from ..offline_processor import ImageTextProcessor, build_processor, build_tokenizer
 from .tasks import GRID, TOKEN_PX
 
 __all__ = [
@@ -63,60 +63,23 @@ class DemoSpec:
 DEMO_SPEC = DemoSpec()
 
 
-def _mrope_section(head_dim: int) -> list[int]:
-    """Split head_dim/2 rotary frequencies over (t, h, w) like Qwen's [16, 24, 24] for 128."""
-    half = head_dim // 2
-    t = max(1, round(half * 16 / 64))
-    h = (half - t) // 2
-    return [t, h, half - t - h]
+def demo_preset(spec: DemoSpec = DEMO_SPEC):
+    """The spec as an `erase-bench` preset, so one builder makes every tiny Qwen2.5-VL config."""
+    from ..bench.presets import Preset
+
+    return Preset(
+        "demo", "the trained demo model's shapes", "demo",
+        hidden=spec.hidden, layers=spec.layers, heads=spec.heads, kv_heads=spec.kv_heads, intermediate=spec.intermediate,
+        vocab=None, tie_embeddings=False, vit_depth=spec.vit_depth, vit_hidden=spec.vit_hidden, vit_heads=spec.vit_heads,
+        vit_intermediate=spec.vit_intermediate, vit_fullatt=spec.vit_fullatt, rope_theta=spec.rope_theta, max_positions=4096,
+    )
 
 
 def build_demo_config(tokenizer: PreTrainedTokenizerFast, spec: DemoSpec = DEMO_SPEC) -> Qwen2_5_VLConfig:
     """The demo's `Qwen2_5_VLConfig`; special token ids are the tokenizer's."""
-    ids = special_token_ids(tokenizer)
-    text_config = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=spec.hidden,
-        intermediate_size=spec.intermediate,
-        num_hidden_layers=spec.layers,
-        num_attention_heads=spec.heads,
-        num_key_value_heads=spec.kv_heads,
-        max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": spec.rope_theta, "mrope_section": _mrope_section(spec.head_dim)},
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
-    )
-    vision_config = dict(
-        depth=spec.vit_depth,
-        hidden_size=spec.vit_hidden,
-        intermediate_size=spec.vit_intermediate,
-        num_heads=spec.vit_heads,
-        out_hidden_size=spec.hidden,
-        patch_size=TOKEN_PX // 2,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        window_size=112,
-        fullatt_block_indexes=list(spec.vit_fullatt),
-        in_channels=3,
-        tokens_per_second=2,
-    )
-    config = Qwen2_5_VLConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        bos_token_id=None,
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        tie_word_embeddings=False,
-    )
-    config._attn_implementation = "sdpa"
-    return config
+    from ..bench.presets import build_config
+
+    return build_config(demo_preset(spec), tokenizer)
 
 
 def build_demo_processor(tokenizer: PreTrainedTokenizerFast | None = None) -> ImageTextProcessor:
