@@ -210,7 +210,7 @@ def test_kill_mid_study_and_resume(tiny_setup, tmp_path):
     _calibrate(tiny_setup, out, *args)
     trials = _journal_study(out).trials
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 12
+    assert len(complete) == 12, [(t.number, t.state.name, t.user_attrs.get("worker")) for t in trials]
     assert {t.number: t.params for t in complete if t.number in before} == before  # none lost
     assert len({tuple(sorted(t.params.items())) for t in complete}) == len(complete)  # none duplicated
     assert [t.state for t in trials].count(optuna.trial.TrialState.FAIL) == 1  # only the killed one
@@ -267,3 +267,19 @@ def test_warm_start_is_the_first_trial(tiny_setup, tmp_path):
     first = min(_journal_study(out).trials, key=lambda t: t.number)
     assert first.user_attrs["thresholds"] == pytest.approx([2.5])
     assert first.user_attrs["keep_ratios"] == pytest.approx([0.8, 0.4])
+
+
+def test_a_trial_created_by_a_process_killed_before_naming_it_is_an_orphan(tmp_path):
+    """ask() makes the trial RUNNING a moment before its worker is recorded; a kill in between
+    must not leave a trial that holds the study short of --iters forever."""
+    from erase_calibrate.calibration.study import AskLock, fail_orphans, open_study
+
+    study = open_study(None, "s", tmp_path, seed=0)
+    study.ask()  # created, never named: its process died right there
+    named = study.ask()
+    named.set_user_attr("worker", "elsewhere:1")  # a live worker on another host
+    running = lambda: [t.number for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))]  # noqa: E731
+    assert fail_orphans(study) == 0 and running() == [0, 1]  # without the lock, nothing is sure
+    lock = AskLock(tmp_path / "s.journal")
+    assert fail_orphans(study, lock) == 1
+    assert running() == [1]

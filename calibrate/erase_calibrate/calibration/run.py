@@ -36,7 +36,7 @@ from .base_answers import AnswerCache, cache_key, collect_correct
 from .finalize import write_profile
 from .output import profile_name
 from .search_space import SearchSpace
-from .study import WORKER, WorkerRun, count, fail_orphans, open_study, redact, run_trials, select
+from .study import WORKER, AskLock, WorkerRun, count, fail_orphans, journal_path, open_study, redact, run_trials, select
 from .trials import TrialRunner
 from .ui import Progress
 
@@ -169,7 +169,8 @@ def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str]
     config.study_name = config.study_name or f"{template.name}-erase"
     study = open_study(config.storage, config.study_name, out, config.seed)
     record.save_setup(study, record.StudySetup.from_config(config, template))
-    orphans = fail_orphans(study)
+    lock = AskLock(journal_path(config.storage, config.study_name, out))
+    orphans = fail_orphans(study, lock)
     if orphans:
         progress.note(f"resuming: {orphans} trial(s) of a stopped run marked failed")
     if warm is not None and not study.trials:
@@ -210,7 +211,7 @@ def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str]
                 best = _best_line(study, config.select)
                 tick(description=f"trials  {best}")
 
-            run = run_trials(study, space, runner.evaluate, config.iters, on_trial=on_trial)
+            run = run_trials(study, space, runner.evaluate, config.iters, on_trial=on_trial, lock=lock)
     finally:
         runner.close()
     return finish(study, config, out, run)

@@ -15,6 +15,7 @@ journal orders its log), which is what makes that count exact.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -103,14 +104,48 @@ def open_study(
         raise EraseError(f"cannot open study {study_name!r} in {where}: {str(exc).strip().splitlines()[0]}") from None
 
 
-def fail_orphans(study: optuna.Study) -> int:
+class AskLock:
+    """Serialises "create a trial, then name its worker" among the processes sharing a journal file.
+
+    A trial exists (RUNNING) a moment before its `worker` attribute does; a process killed in
+    between leaves a trial nobody can attribute. Holding this lock (an flock, which the kernel
+    drops when its holder dies) while asking, and while looking for orphans, means that an
+    unnamed RUNNING trial seen under the lock belongs to a dead process. Journal files only:
+    database workers on other hosts cannot share it (their unnamed trials are left alone).
+    """
+
+    def __init__(self, journal: Path | None):
+        self.path = None if journal is None else Path(f"{journal}.ask.lock")
+
+    @contextlib.contextmanager
+    def held(self):
+        if self.path is None:
+            yield False
+            return
+        import fcntl
+
+        with open(self.path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def fail_orphans(study: optuna.Study, lock: AskLock | None = None) -> int:
     """Mark RUNNING trials of dead processes on this host as FAIL (they were killed mid-trial)."""
+    with (lock or AskLock(None)).held() as exclusive:
+        return _fail_orphans(study, unnamed_are_dead=exclusive)
+
+
+def _fail_orphans(study: optuna.Study, unnamed_are_dead: bool) -> int:
     host = socket.gethostname()
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker", "")
         w_host, _, pid = worker.rpartition(":")
-        if w_host == host and pid.isdigit() and not _alive(int(pid)):
+        dead = (not worker and unnamed_are_dead) or (w_host == host and pid.isdigit() and not _alive(int(pid)))
+        if dead:
             study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)  # no public per-trial API
             n += 1
     return n
@@ -142,12 +177,14 @@ def run_trials(
     evaluate: Callable[[tuple, tuple], TrialResult],
     iters: int,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+    lock: AskLock | None = None,
 ) -> WorkerRun:
     """Run trials until the study holds `iters` completed ones (counting other workers' too)."""
     run = WorkerRun()
     while count(study, TrialState.COMPLETE) + count(study, TrialState.RUNNING) < iters:
-        trial = study.ask()
-        trial.set_user_attr("worker", WORKER)
+        with (lock or AskLock(None)).held():
+            trial = study.ask()
+            trial.set_user_attr("worker", WORKER)
         if trials_before(study, trial.number) >= iters:
             # Another worker asked at the same moment and took the last slot: this trial is one too many.
             # FAIL keeps it out of TPE's model and out of the pick; it was never evaluated.
