@@ -214,7 +214,10 @@ def resolve(spec: str) -> Preset | Path:
     if spec == "demo":  # the shipped trained checkpoint
         from ..demo.model import demo_model_path
 
-        return demo_model_path()
+        path = demo_model_path()
+        if not (path / "config.json").is_file():
+            raise EraseError(f"--model demo: the demo model is missing at {path}")
+        return path
     if looks_like_path(spec):
         path = Path(spec)
         if not path.is_dir():
