@@ -120,7 +120,7 @@ def load_demo(
 ) -> tuple[Qwen2_5_VLForConditionalGeneration, ImageTextProcessor]:
     """(model in eval mode, processor) of the demo checkpoint, loaded offline with `from_pretrained`.
 
-    The weights are stored in bfloat16 to keep the checkpoint small; they load as
+    The weights are stored in float16 to keep the checkpoint small; they load as
     `dtype` (float32 by default, the dtype the quality bars are measured in).
     """
     path = Path(path) if path is not None else demo_model_path()
