@@ -35,10 +35,10 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
     return parse_profile_text(text, str(path))
 
 
-def profile_files(name: str | None = None) -> list[Path]:
-    """Profile files in the search folders, optionally only those of one name."""
+def profile_files(name: str | None = None, folders: list[Path] | None = None) -> list[Path]:
+    """Profile files in the search folders (or `folders`), optionally only those of one name."""
     found = []
-    for folder in search_dirs():
+    for folder in search_dirs() if folders is None else folders:
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):

@@ -211,13 +211,10 @@ def resolve(spec: str) -> Preset | Path:
     """A preset by name, or an existing checkpoint directory; a one-line EraseError otherwise."""
     if spec in PRESETS:
         return PRESETS[spec]
-    if spec == "demo":  # the shipped trained checkpoint
-        from ..demo.model import demo_model_path
+    if spec == "demo":  # the shipped trained checkpoint, found as the calibrator finds it
+        from ..model_loading import resolve_model_path
 
-        path = demo_model_path()
-        if not (path / "config.json").is_file():
-            raise EraseError(f"--model demo: the demo model is missing at {path}")
-        return path
+        spec = resolve_model_path(spec)
     if looks_like_path(spec):
         path = Path(spec)
         if not path.is_dir():

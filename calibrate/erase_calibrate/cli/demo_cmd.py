@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,17 +20,17 @@ app = typer.Typer(add_completion=False, help=__doc__)
 DEFAULT_SAMPLES = (("letter", "page"), ("color", "flat"), ("digit", "gradient"), ("word", "texture"), ("count", "clutter"), ("shape", "noise"))
 
 
-def newest_calibrated(folder: Path, name: str = "demo") -> Path | None:
-    """The highest-version profile NAME.vN.yaml in `folder` (what erase-calibrate wrote), if any."""
-    best: tuple[int, Path] | None = None
-    for path in folder.glob(f"{name}.v*.yaml") if folder.is_dir() else ():
+def newest_calibrated(folder: Path, name: str = "demo") -> tuple[erase.Profile, Path] | None:
+    """The highest-version valid profile NAME[.vN].yaml in `folder` (what erase-calibrate wrote), if any."""
+    best: tuple[erase.Profile, Path] | None = None
+    for path in erase.registry.profile_files(name, folders=[folder]):
         try:
-            version = erase.load_profile(path).profile_version
+            prof = erase.load_profile(path)
         except EraseError:
             continue
-        if best is None or version > best[0]:
-            best = (version, path)
-    return best[1] if best else None
+        if best is None or prof.profile_version > best[0].profile_version:
+            best = (prof, path)
+    return best
 
 
 def resolve_demo_profile(spec: Optional[str], calibration_dir: Path) -> tuple[erase.Profile, str]:
@@ -40,38 +39,20 @@ def resolve_demo_profile(spec: Optional[str], calibration_dir: Path) -> tuple[er
         return erase.load_profile(spec), spec
     found = newest_calibrated(calibration_dir)
     if found is not None:
-        return erase.load_profile(found), str(found)
+        return found[0], str(found[1])
     return erase.load_profile("demo"), "demo (shipped)"
-
-
-def _prefill(model: Any, inputs: dict[str, Any]) -> tuple[str, float]:
-    """Greedy answer and the wall time of the first forward (prefill, ERASE's work included)."""
-    import torch
-
-    times: list[float] = []
-    t0 = 0.0
-
-    def pre(module, args):
-        nonlocal t0
-        t0 = time.perf_counter()
-
-    def post(module, args, output):
-        times.append(1e3 * (time.perf_counter() - t0))
-
-    hooks = [model.register_forward_pre_hook(pre), model.register_forward_hook(post)]
-    try:
-        with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=10, do_sample=False)
-    finally:
-        for h in hooks:
-            h.remove()
-    return out, times[0]
 
 
 def run_sample(
     model: Any, processor: Any, item: Any, profile: erase.Profile | None, repeats: int, final_keep_ratio: float | None = None
 ) -> dict[str, Any]:
+    """Answer `item` `repeats` times (without ERASE when `profile` is None); the prefill time is
+    the median first forward of `generate()`, ERASE's own work included (erase-bench's probe)."""
+    import torch
+
+    from ..bench.measure import Probe
     from ..demo import tasks
+    from ..demo.evaluate import decode_answers
     from ..demo.train import encode
 
     inputs = encode(processor, [item], with_answers=False)
@@ -79,16 +60,18 @@ def run_sample(
     try:
         prefill_ms = []
         for _ in range(repeats):
-            out, ms = _prefill(model, inputs)
-            prefill_ms.append(ms)
+            probe = Probe(model, sync=lambda: None)
+            try:
+                with torch.no_grad():
+                    out = model.generate(**inputs, max_new_tokens=10, do_sample=False)
+            finally:
+                probe.remove()
+            prefill_ms.append(probe.forward_ms[0])
         stats = handle.stats[0][0] if handle is not None else None
     finally:
         if handle is not None:
             handle.remove()
-    eos = model.generation_config.eos_token_id
-    row = out[0, inputs["input_ids"].shape[1] :].tolist()
-    row = row[: row.index(eos)] if eos in row else row
-    answer = processor.tokenizer.decode(row, skip_special_tokens=True).strip()
+    (answer,) = decode_answers(model, processor, out, inputs["input_ids"].shape[1])
     total = int(inputs["image_grid_thw"][0].prod()) // 4
     return {
         "answer": answer,

@@ -80,22 +80,28 @@ def answer_items(
     handle = getattr(model, "_erase_handle", None)
     answers: list[str] = []
     kept: list[float] = []
-    tok = processor.tokenizer
-    eos = model.generation_config.eos_token_id
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
         enc = encode(processor, chunk, with_answers=False)
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
-        for row in out[:, enc["input_ids"].shape[1] :].tolist():
-            if eos in row:
-                row = row[: row.index(eos)]
-            answers.append(tok.decode(row, skip_special_tokens=True).strip())
+        answers.extend(decode_answers(model, processor, out, enc["input_ids"].shape[1]))
         if handle is not None:
             for per_sample in handle.stats:
                 kept.extend(st.tokens_after_stage1 / st.tokens_total for st in per_sample)
         else:
             kept.extend(1.0 for _ in chunk)
     return answers, kept
+
+
+def decode_answers(model: Any, processor: Any, out: torch.Tensor, prompt_len: int) -> list[str]:
+    """The generated part of each row of `generate()`'s output, up to end-of-turn, as text."""
+    eos = model.generation_config.eos_token_id
+    answers = []
+    for row in out[:, prompt_len:].tolist():
+        if eos in row:
+            row = row[: row.index(eos)]
+        answers.append(processor.tokenizer.decode(row, skip_special_tokens=True).strip())
+    return answers
 
 
 def accuracy(items: Sequence[tasks.Item], answers: Sequence[str]) -> float:
