@@ -40,7 +40,7 @@ from transformers import (
     Qwen3VLConfig,
     Qwen3VLForConditionalGeneration,
 )
-from transformers.processing_utils import ProcessorMixin
+from transformers import ProcessorMixin
 
 from erase_calibrate.offline_processor import CHAT_TEMPLATE, ImageTextProcessor, build_tokenizer, special_token_ids
 from erase_calibrate.bench.presets import mrope_section as _mrope_section

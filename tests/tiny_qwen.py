@@ -186,8 +186,8 @@ def build_tiny_qwen25vl(
     config.vision_config.initializer_range = 0.1
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = config.eos_token_id
-    model.generation_config.pad_token_id = config.pad_token_id
+    model.generation_config.eos_token_id = config.get_text_config().eos_token_id
+    model.generation_config.pad_token_id = config.get_text_config().pad_token_id
     model.generation_config.bos_token_id = None
     model.generation_config.do_sample = False
     model = model.to(dtype=dtype)

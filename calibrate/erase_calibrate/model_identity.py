@@ -85,11 +85,13 @@ def model_revision(path: str, revision: str | None = None) -> str | None:
     if os.path.isdir(path):
         m = _SNAPSHOT.search(Path(path).resolve().as_posix() + "/")
         return m.group(1) if m else config_digest(path)
-    from transformers.utils.hub import resolve_revision
+    from huggingface_hub import try_to_load_from_cache
 
-    resolved = getattr(resolve_revision(path, revision), "resolved", None)
-    if resolved:
-        return str(resolved)
+    # the snapshot folder the hub cache holds this revision's config in is named by its commit
+    cached = try_to_load_from_cache(path, "config.json", revision=revision)
+    m = _SNAPSHOT.search(Path(cached).resolve().as_posix()) if isinstance(cached, str) else None
+    if m:
+        return m.group(1)
     return revision if revision and _COMMIT.match(revision) else None
 
 

@@ -13,7 +13,7 @@ from .errors import EraseError, ImageError, ProfileError
 from .matching import ProfileMatch, find_profile, fingerprint_of, match_profile, resolve_profile
 from .profile import SCHEMA_VERSION, Fingerprint, Profile
 from .registry import load_profile, shipped_names
-from .strategy import Strategy
+from .strategy import Strategy, named_strategy
 
 __version__ = "0.1.0"
 
@@ -34,6 +34,7 @@ __all__ = [
     "fingerprint_of",
     "load_profile",
     "match_profile",
+    "named_strategy",
     "resolve_profile",
     "shipped_names",
     "stage1",

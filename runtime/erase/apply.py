@@ -13,7 +13,8 @@ from .errors import EraseError, ProfileError
 from .matching import AUTO, match_profile, mismatches
 from .profile import Profile
 from .registry import load_profile
-from .strategy import ERASE, Strategy
+from .strategy import ERASE, Strategy, named_strategy
+from ._hf import check_transformers
 
 
 STAGE1_SITES = ("embeddings", "pixels")
@@ -60,7 +61,7 @@ def apply(
     *,
     final_keep_ratio: float | None = None,
     allow_transfer: bool = False,
-    strategy: Strategy = ERASE,
+    strategy: Strategy | str = ERASE,
     stage1_site: str = "embeddings",
 ) -> EraseHandle:
     """Install two-stage pruning and KV eviction on a loaded model.
@@ -72,13 +73,15 @@ def apply(
     `erase.match_profile`). `final_keep_ratio` (share of each image's tokens
     kept after Stage 2) defaults to the profile's. A named profile calibrated
     for another architecture is refused unless `allow_transfer=True`.
-    `strategy` switches to a baseline schedule (see `erase.Strategy`); the
-    default is ERASE.
+    `strategy` switches to a baseline schedule: a `erase.Strategy`, or a
+    name ("erase", "stage1", "fastv", "random", "uniform"; see
+    `erase.named_strategy`); the default is ERASE.
     `stage1_site="pixels"` drops Stage 1's tokens before the vision encoder
     (whole 2x2 patch groups; Qwen2.5-VL and Qwen3-VL), so the ViT also runs
     on fewer patches; the default drops them after the merger, as the paper
     does.
     """
+    check_transformers()
     if stage1_site not in STAGE1_SITES:
         raise EraseError(f"stage1_site must be one of {', '.join(STAGE1_SITES)}, got {stage1_site!r}")
     adapter = adapter_for(model)
@@ -95,6 +98,13 @@ def apply(
     ratio = profile.stage2.final_keep_ratio if final_keep_ratio is None else final_keep_ratio
     if not 0.0 < ratio <= 1.0:
         raise EraseError(f"final_keep_ratio must be in (0, 1], got {ratio}")
+    if isinstance(strategy, str):
+        try:
+            strategy = named_strategy(strategy, ratio)
+        except ValueError as exc:
+            raise EraseError(str(exc)) from None
+    elif not isinstance(strategy, Strategy):
+        raise EraseError(f"strategy must be an erase.Strategy or a strategy name, got {type(strategy).__name__}")
     mismatch = mismatches(profile.model.fingerprint, adapter.fingerprint())
     if mismatch and not auto:
         msg = f"profile {profile.name!r} was calibrated for {profile.model.id} ({'; '.join(mismatch)})"

@@ -1,33 +1,42 @@
 """The ERASE schedule inside a model's forward passes, through hooks only.
 
-Per call of the model (a `generate()` prefill, or a plain forward):
-1. entry pre-hook, prefill with images: merge the vision features, score
-   every image (Stage 1), drop the unkept vision tokens, keep the original
-   positions of the rest;
-2. decoder-layer post-hook at the Stage 2 layer k of a sample: score the
-   vision tokens by the instruction's attention, keep the top ones, evict the
-   others' KV entries from layers 0..k;
-3. decoder-layer pre-hooks after k: hand the later layers the pruned mask,
-   rotary tables and positions;
-4. entry pre-hook while decoding: a mask over the compacted cache, and the
-   unpruned run's positions.
-The model-specific parts are the adapter's; the selection rules are in
-`erase.stage1` / `erase.stage2`.
+A call of the model (a `generate()` prefill, or a plain forward) with images
+moves through explicit phases:
+
+- PREFILL: the entry pre-hook merges the vision features, runs Stage 1 on
+  every image (a registered scorer, `erase.methods`), drops the unkept vision
+  tokens and keeps the original positions of the rest;
+- PRUNED: after the Stage 2 layer k of a sample, its vision tokens are
+  re-ranked by the instruction's attention (a registered selector), the
+  dropped ones' KV entries are evicted from layers 0..k, and the layers after
+  k get the pruned mask, rotary tables and positions;
+- DECODE: each step gets a mask over the compacted cache and the unpruned
+  run's positions.
+
+The engine checks its own results, always: after prefill every layer's cache
+must hold what the schedule says, and each decode step must continue the
+unpruned numbering; otherwise it raises `EraseError` naming the transformers
+release. Model specifics are the adapter's, decoder-layer plumbing is
+`erase.decoder`'s, transformers internals are `erase._hf`'s, and the selection
+rules are in `erase.stage1` / `erase.stage2` / `erase.methods`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import stage1, stage2
-from .adapters.base import Adapter
-from .baselines import random_keep, uniform_keep
+from . import _hf, methods, stage1
+from .adapters.base import Adapter, PrefillInputs
+from .decoder import Decoder
+from .errors import EraseError
 from .packing import Repack
 from .profile import Profile
 from .strategy import Strategy
@@ -40,10 +49,10 @@ class ImageStats:
     tokens_total: int
     tokens_after_stage1: int
     tokens_after_stage2: int
-    level: int
+    level: int  # 0 when the strategy never scores entropy (random, uniform, FastV)
     layer: int | None  # Stage 2 layer (0-based); None when Stage 1 already met the budget
     kv_evicted: int  # KV entries (token x layer) evicted retrospectively
-    global_entropy: float
+    global_entropy: float  # nan when not computed
     kept_stage1: np.ndarray  # row-major token indices into the image grid
     kept_stage2: np.ndarray
     grid: tuple[int, int]
@@ -61,11 +70,17 @@ class _Layout:
     valid: torch.Tensor  # [B, L] bool
 
     def apply(self, repack: Repack) -> "_Layout":
-        return _Layout(
-            torch.where(repack.valid, repack.seq(self.image), -1),
-            repack.seq(self.token),
-            repack.valid,
-        )
+        return _Layout(torch.where(repack.valid, repack.seq(self.image), -1), repack.seq(self.token), repack.valid)
+
+    @property
+    def width(self) -> int:
+        return int(self.valid.shape[1])
+
+
+class Phase(enum.Enum):
+    PREFILL = "prefill"  # no Stage 2 prune yet in this call
+    PRUNED = "pruned"  # pruned at `_Call.pruned_at`; later layers take `_Call.override`
+    DECODE = "decode"
 
 
 @dataclass
@@ -73,16 +88,26 @@ class _Call:
     layout: _Layout
     stats: list[list[ImageStats]]
     owner: list[int]  # sample of each global image
-    budget: list[int]  # K_final per global image
+    budget: list[int]  # tokens each global image keeps after Stage 2
+    first_row: torch.Tensor  # [images] row of each image's first token in the token features
+    token_features: list[torch.Tensor]
     pending: dict[int, list[int]]  # Stage 2 layer -> samples pruned there
     last_position: torch.Tensor  # [B] highest original position of the prompt
+    expected: list[int]  # per layer: cache entries the schedule leaves after prefill
+    phase: Phase = Phase.PREFILL
+    pruned_at: int = -1
     override: dict[str, Any] | None = None
-    override_after: int = -1
-    in_prefill: bool = True
+    cache: Any = None  # the layers' cache (a plain forward creates it inside the language model)
     # Without eviction, layers up to a Stage 2 layer keep the wider layout in their
     # cache: (last layer of the group, valid slots of its prompt part), ascending.
     groups: list[tuple[int, torch.Tensor]] = dataclasses.field(default_factory=list)
     step_masks: dict[int, Any] = dataclasses.field(default_factory=dict)
+    decoded: int = 0  # tokens decoded so far
+    step_positions: torch.Tensor | None = None  # rotary positions of the current decode step
+
+    def image_stats(self, g: int) -> ImageStats:
+        b = self.owner[g]
+        return self.stats[b][sum(1 for x in self.owner[:g] if x == b)]
 
 
 class Engine:
@@ -96,8 +121,12 @@ class Engine:
         self.final_keep_ratio = final_keep_ratio
         self.strategy = strategy
         self.stage1_site = stage1_site
-        self._early: list[stage1.Stage1Result] | None = None  # Stage 1 done before the ViT
+        self.decoder = Decoder(adapter.text_model())
+        self.entry_names = _hf.call_args(adapter.entry_module(), "entry")
+        self.selector = methods.stage2_selector(strategy.stage2_selector)
+        self.scorer = methods.stage1_scorer(strategy.stage1)
         self.stats: list[list[ImageStats]] = []
+        self._early: list[stage1.Stage1Result] | None = None  # Stage 1 done before the ViT
         self._call: _Call | None = None
         self._vision: dict[str, Any] | None = None
         self._hooks: list[Any] = []
@@ -112,10 +141,9 @@ class Engine:
             vision = self.adapter.vision_module()
             self._hooks.append(vision.register_forward_pre_hook(self._vision_pre, with_kwargs=True))
             self._hooks.append(vision.register_forward_hook(self._vision_post, with_kwargs=True))
-        for i, layer in enumerate(self.adapter.decoder_layers()):
+        for i, layer in enumerate(self.decoder.layers):
             self._hooks.append(layer.register_forward_pre_hook(functools.partial(self._layer_pre, i), with_kwargs=True))
             self._hooks.append(layer.register_forward_hook(functools.partial(self._layer_post, i), with_kwargs=True))
-        self._hooks.extend(self.adapter.install())  # after the engine's: they see its repacked outputs
 
     def remove(self) -> None:
         for h in self._hooks:
@@ -125,7 +153,7 @@ class Engine:
         self._vision = None
         self._early = None
 
-    # ------------------------------------------------------------------ entry
+    # ------------------------------------------------------------------ vision input
     def _capture(self, vision: dict[str, Any]) -> None:
         self._vision = vision
 
@@ -138,24 +166,69 @@ class Engine:
         keep = [r.keep_indices for r in self._early]
         return self.adapter.expand_vision_output(output, keep, self._vision["image_grid_thw"])
 
+    # ------------------------------------------------------------------ entry
     def _entry_pre(self, module, args, kwargs):
-        cache = kwargs.get("past_key_values")
-        past = cache.get_seq_length() if cache is not None else 0
+        call = _hf.CallArgs(self.entry_names, args, kwargs)
+        _hf.check_cache(call.cache)
+        past = _hf.layer_length(call.cache, 0)
         if past == 0:
             self._call = None
-            if not self.adapter.has_images(kwargs):
+            if not self.adapter.has_images(call):
                 return None
-            return args, self._prefill(kwargs)
-        call = self._call
-        if call is None:
+            return args, self._prefill(call)
+        state = self._call
+        if state is None or state.phase is not Phase.DECODE:
+            return None  # a cache ERASE did not fill: not ours to follow
+        return args, self._decode_step(state, call, past)
+
+    def _entry_post(self, module, args, kwargs, output):
+        state = self._call
+        if state is None or state.phase is Phase.DECODE:
             return None
-        q = self._query_length(kwargs)
-        valid = call.groups[0][1]
-        device = valid.device
-        step = past - valid.shape[1] + torch.arange(q, device=device)
-        nxt = (call.last_position[:, None] + 1 + step[None]).unsqueeze(0).expand(3, -1, -1)
-        call.step_masks = {}
-        return args, self.adapter.decode_kwargs(kwargs, self._decode_attention(valid, past, q), nxt)
+        state.phase = Phase.DECODE
+        state.override = None
+        state.groups.append((len(self.decoder) - 1, state.layout.valid))
+        self._check_cache(state)
+        return None
+
+    def _check_cache(self, state: _Call) -> None:
+        """After prefill: every layer's cache holds exactly what the schedule kept."""
+        if state.cache is None:
+            return
+        found = _hf.layer_lengths(state.cache)
+        if found != state.expected:
+            raise EraseError(
+                f"the KV cache after prefill does not follow ERASE's schedule (entries per layer: expected "
+                f"{state.expected}, found {found}){_hf.version.where()}"
+            )
+
+    def _decode_step(self, state: _Call, call: _hf.CallArgs, past: int) -> dict[str, Any]:
+        if past != state.expected[0] + state.decoded:
+            raise EraseError(
+                f"decoding found {past} cached entries in layer 0, expected {state.expected[0] + state.decoded}: "
+                f"positions would not continue the unpruned numbering{_hf.version.where()}"
+            )
+        q = self._query_length(call)
+        valid = state.groups[0][1]
+        step = state.decoded + torch.arange(q, device=valid.device)
+        nxt = (state.last_position[:, None] + 1 + step[None]).unsqueeze(0).expand(self.adapter.position_rows, -1, -1)
+        state.decoded += q
+        state.step_masks = {}
+        rows = self.adapter.position_rows
+        want = nxt if rows > 1 else nxt[0]
+        given = call["position_ids"]
+        if given is None:
+            positions = want
+        else:  # generate() numbers decode steps itself: it must agree with the unpruned run
+            tail = given[-rows:] if rows > 1 else given
+            if tail.shape != want.shape or not torch.equal(tail.to(want.device), want):
+                raise EraseError(
+                    "the decode step's position_ids do not continue the unpruned run's numbering"
+                    f"{_hf.version.where()}"
+                )
+            positions = given
+        state.step_positions = want
+        return call.replaced(attention_mask=self._decode_attention(valid, past, q), position_ids=positions)
 
     @staticmethod
     def _decode_attention(valid: torch.Tensor, cached: int, q: int) -> torch.Tensor:
@@ -163,55 +236,46 @@ class Engine:
         extra = torch.ones(valid.shape[0], cached + q - valid.shape[1], dtype=torch.long, device=valid.device)
         return torch.cat([valid.long(), extra], dim=1)
 
-    def _entry_post(self, module, args, kwargs, output):
-        call = self._call
-        if call is not None and call.in_prefill:
-            call.in_prefill = False
-            call.override = None
-            call.groups.append((self.adapter.num_layers() - 1, call.layout.valid))
-        return None
-
     @staticmethod
-    def _query_length(kwargs) -> int:
+    def _query_length(call: _hf.CallArgs) -> int:
         for key in ("input_ids", "inputs_embeds"):
-            if kwargs.get(key) is not None:
-                return int(kwargs[key].shape[1])
-        raise ValueError("no input_ids or inputs_embeds")
+            if call[key] is not None:
+                return int(call[key].shape[1])
+        raise EraseError("the model was called with neither input_ids nor inputs_embeds")
 
     # ------------------------------------------------------------------ Stage 1
-    def _prefill(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _prefill(self, call: _hf.CallArgs) -> dict[str, Any]:
         # generate(use_cache=False) re-runs prefill on features encoded once, so the
         # capture stays until the vision encoder runs again.
-        inputs = self.adapter.prepare_prefill(kwargs, lambda: self._vision)
+        inputs = self.adapter.prepare_prefill(call, lambda: self._vision)
         bsz, length = inputs.attention.shape
         device = inputs.inputs_embeds.device
         image = torch.full((bsz, length), -1, dtype=torch.long, device=device)
         token = torch.zeros((bsz, length), dtype=torch.long, device=device)
         keep_mask = inputs.attention.clone()
         stats: list[list[ImageStats]] = [[] for _ in range(bsz)]
-        owner, budget = [], []
+        owner, budget, first_row = [], [], [0]
         layer_of_sample: dict[int, int] = {}
+        needs_pixels = self._early is None and self.strategy.needs_entropy
+        pixels = self.adapter.images_from_vision(inputs.vision)[0] if needs_pixels else None
         g = 0
         for b, per_image in enumerate(inputs.image_slots):
             for slots in per_image:
                 if self._early is not None:
                     result = self._early[g]
                 else:
-                    result = self._stage1(inputs.image_pixels[g], inputs.image_grid[g], g)
-                grid = result.grid
+                    result = self._stage1(None if pixels is None else pixels[g], inputs.image_grid[g], g)
                 image[b, slots] = g
                 token[b, slots] = torch.arange(slots.numel(), device=device)
                 dropped = np.ones(slots.numel(), dtype=bool)
                 dropped[result.keep_indices] = False
                 keep_mask[b, slots[torch.from_numpy(dropped).to(device)]] = False
-                total = result.tokens_total
-                k_final = stage1.keep_count(total, self.final_keep_ratio)
                 layer = None if result.skip_stage2 or not self.strategy.stage2 else result.stage2_layer
                 if layer is not None:
                     layer_of_sample[b] = max(layer, layer_of_sample.get(b, -1))  # the deepest layer wins
                 stats[b].append(
                     ImageStats(
-                        tokens_total=total,
+                        tokens_total=result.tokens_total,
                         tokens_after_stage1=result.tokens_kept,
                         tokens_after_stage2=result.tokens_kept,
                         level=result.level,
@@ -220,11 +284,12 @@ class Engine:
                         global_entropy=result.global_entropy,
                         kept_stage1=result.keep_indices,
                         kept_stage2=result.keep_indices,
-                        grid=grid,
+                        grid=result.grid,
                     )
                 )
                 owner.append(b)
-                budget.append(k_final)
+                budget.append(stage1.final_count(result.tokens_total, self.final_keep_ratio))
+                first_row.append(first_row[-1] + slots.numel())
                 g += 1
         # an image that skipped Stage 2 still prunes at its sample's layer if a sibling needs one
         for b, layer in layer_of_sample.items():
@@ -238,102 +303,139 @@ class Engine:
         repack = Repack.from_keep([torch.nonzero(keep_mask[b]).flatten() for b in range(bsz)], device)
         layout = _Layout(image, token, inputs.attention).apply(repack)
         last = inputs.position_ids.masked_fill(~inputs.attention[None], -1).amax(dim=(0, 2))
-        self._call = _Call(layout, stats, owner, budget, pending, last.to(device))
+        self._call = _Call(
+            layout=layout,
+            stats=stats,
+            owner=owner,
+            budget=budget,
+            first_row=torch.tensor(first_row[:-1], dtype=torch.long, device=device),
+            token_features=inputs.token_features,
+            pending=pending,
+            last_position=last.to(device),
+            expected=[0] * len(self.decoder),
+        )
         self.stats = stats
-        return self.adapter.prefill_kwargs(kwargs, inputs, repack)
+        return self.adapter.prefill_kwargs(call, inputs, repack)
 
-    def _stage1(self, pixels: np.ndarray, grid: tuple[int, int], image_no: int) -> stage1.Stage1Result:
-        """Stage 1 for one image: ERASE's entropy ranking, or the strategy's baseline."""
-        entropy = stage1.patch_entropy_rgb(pixels, pixels.shape[0] // grid[0])
-        result = stage1.select(entropy, self.profile, self.final_keep_ratio)
+    def _stage1(self, pixels: Any, grid: tuple[int, int], image_no: int) -> stage1.Stage1Result:
+        """Stage 1 for one image: ERASE's entropy ranking, or the strategy's scorer."""
         st = self.strategy
+        total = grid[0] * grid[1]
+        if st.needs_entropy:
+            entropy = stage1.patch_entropy_rgb(pixels, pixels.shape[0] // grid[0])
+            result = stage1.select(entropy, self.profile, self.final_keep_ratio)
+        else:
+            everything = np.arange(total, dtype=np.int64)
+            result = stage1.Stage1Result(grid, None, math.nan, 0, 1.0, everything, st.stage2_layer or 0, False)
         if st.stage2_layer is not None:
             result = dataclasses.replace(result, stage2_layer=st.stage2_layer)
         if st.stage1 == "entropy" and st.stage1_keep_ratio is None:
             return result
-        total = result.tokens_total
-        ratio = 1.0 if st.stage1 == "none" else (st.stage1_keep_ratio or result.keep_ratio)
+        ratio = 1.0 if self.scorer.keeps_all else (st.stage1_keep_ratio or result.keep_ratio)
         ratio = max(ratio, self.final_keep_ratio)
         k = max(1, stage1.keep_count(total, ratio))
-        if st.stage1 == "random":
-            keep = random_keep(total, k, np.random.default_rng([st.seed, image_no]))
-        elif st.stage1 == "uniform":
-            keep = uniform_keep(total, k)
-        else:
-            keep = stage1.top_k(result.patch_entropy, k)
-        return dataclasses.replace(
-            result, keep_ratio=ratio, keep_indices=keep, skip_stage2=k <= stage1.keep_count(total, self.final_keep_ratio)
-        )
+        keep = self.scorer.choose(methods.TokenChoice(total, k, result.patch_entropy, st.seed, image_no))
+        final = stage1.final_count(total, self.final_keep_ratio)
+        return dataclasses.replace(result, keep_ratio=ratio, keep_indices=keep, skip_stage2=k <= final)
 
-    # ------------------------------------------------------------------ Stage 2
+    # ------------------------------------------------------------------ decoder layers
     def _layer_pre(self, idx, module, args, kwargs):
-        call = self._call
-        if call is None:
+        state = self._call
+        if state is None:
             return None
-        if call.in_prefill:
-            if call.override is None or idx <= call.override_after:
-                return None
-            return args, {**kwargs, **call.override}
-        if len(call.groups) == 1 or idx <= call.groups[0][0]:
-            return None  # decode: the entry hook's mask already fits this layer's cache
-        g = next(i for i, (last, _) in enumerate(call.groups) if idx <= last)
-        if g not in call.step_masks:
-            hidden = self.adapter.layer_hidden(args, kwargs)
-            cache = kwargs.get("past_key_values")
-            attention = self._decode_attention(call.groups[g][1], self.adapter.cache_length(cache, idx), hidden.shape[1])
-            call.step_masks[g] = self.adapter.causal_mask(idx, hidden, attention, cache)
-        return args, {**kwargs, "attention_mask": call.step_masks[g]}
+        call = self.decoder.call(args, kwargs)
+        if state.phase is Phase.PREFILL:
+            if idx == 0:
+                state.cache = call.cache
+            return None
+        if state.phase is Phase.PRUNED:
+            return None if idx <= state.pruned_at else (args, {**kwargs, **state.override})
+        if idx == 0:
+            self._check_step_positions(call, state.step_positions)
+        if len(state.groups) == 1 or idx <= state.groups[0][0]:
+            return None  # the entry hook's mask already fits this layer's cache
+        g = next(i for i, (last, _) in enumerate(state.groups) if idx <= last)
+        if g not in state.step_masks:
+            hidden = call.hidden
+            cached = _hf.layer_length(call.cache, idx)
+            attention = self._decode_attention(state.groups[g][1], cached, hidden.shape[1])
+            state.step_masks[g] = self.decoder.mask(idx, hidden, attention, call.cache)
+        return args, call.replaced(attention_mask=state.step_masks[g])
+
+    def _check_step_positions(self, call: _hf.CallArgs, positions: torch.Tensor) -> None:
+        """The rotary tables layer 0 was given are those of the unpruned run's next positions."""
+        cos, sin = call["position_embeddings"]
+        want_cos, want_sin = self.decoder.rotary_tables(call.hidden, positions.to(call.hidden.device))
+        if not (torch.equal(cos, want_cos) and torch.equal(sin, want_sin)):
+            raise EraseError(
+                f"a decode step was not rotated at the unpruned run's positions{_hf.version.where()}"
+            )
 
     def _layer_post(self, idx, module, args, kwargs, output):
-        call = self._call
-        if call is None or not call.in_prefill or idx not in call.pending:
+        state = self._call
+        if state is None or state.phase is Phase.DECODE:
             return None
-        hidden_in = self.adapter.layer_hidden(args, kwargs)
+        state.expected[idx] = state.layout.width
         hidden_out = output if isinstance(output, torch.Tensor) else output[0]
-        layout = call.layout
-        keys = self.adapter.layer_keys(idx, hidden_in, kwargs)  # [B, H, L, D]
-        scaling = self.adapter.attention_scaling(idx)
+        new_hidden = None
+        if idx in state.pending:
+            call = self.decoder.call(args, kwargs)
+            new_hidden = self._stage2(idx, state, call, hidden_out)
+            hidden_out = new_hidden
+        if state.token_features:
+            rows = torch.where(state.layout.image >= 0, state.first_row[state.layout.image.clamp_min(0)] + state.layout.token, -1)
+            added = self.adapter.layer_output(idx, hidden_out, rows, state.token_features)
+            if added is not None:
+                new_hidden = added
+        if new_hidden is None:
+            return None
+        return new_hidden if isinstance(output, torch.Tensor) else (new_hidden, *output[1:])
+
+    # ------------------------------------------------------------------ Stage 2
+    def _stage2(self, idx: int, state: _Call, call: _hf.CallArgs, hidden_out: torch.Tensor) -> torch.Tensor:
+        hidden_in = call.hidden
+        layout = state.layout
+        keys = self.decoder.keys(idx, call)  # [B, H, L, D]
+        scaling = self.decoder.scaling(idx)
         keep: list[torch.Tensor] = []
         for b in range(hidden_in.shape[0]):
             valid = layout.valid[b]
             slots = torch.nonzero(valid).flatten()
-            if b not in call.pending[idx]:
+            if b not in state.pending[idx]:
                 keep.append(slots)
                 continue
             is_image = layout.image[b] >= 0
             first_image = int(torch.nonzero(is_image).flatten()[0])
-            queries = torch.nonzero(valid & ~is_image & (torch.arange(valid.numel(), device=valid.device) > first_image)).flatten()
+            after = torch.arange(valid.numel(), device=valid.device) > first_image
+            queries = torch.nonzero(valid & ~is_image & after).flatten()
             if queries.numel() == 0:  # prompt ends with the image: the last token asks
                 queries = slots[-1:]
-            q = self.adapter.rotated_queries(idx, hidden_in, kwargs, queries, b)
-            scores = stage2.key_scores(q, keys[b], queries, valid, scaling)
+            q = self.decoder.rotated_queries(idx, call, queries, b)
+            scores = self.selector.score(q, keys[b], queries, valid, scaling)
             keep_b = valid & ~is_image
             for g in torch.unique(layout.image[b][is_image]).tolist():
-                st = self._image_stats(call, g)
+                st = state.image_stats(g)
                 cand = torch.nonzero(layout.image[b] == g).flatten()
                 if st.layer is None:  # Stage 1 already at budget: keep its tokens
                     keep_b[cand] = True
                     continue
-                chosen = cand[stage2.top_tokens(scores[cand], call.budget[g])]
+                chosen = cand[self.selector.choose(scores[cand], state.budget[g])]
                 keep_b[chosen] = True
-                kept_tokens = layout.token[b, chosen].cpu().numpy()
-                st.kept_stage2 = np.sort(kept_tokens)
+                st.kept_stage2 = np.sort(layout.token[b, chosen].cpu().numpy())
                 st.tokens_after_stage2 = int(chosen.numel())
                 if self.strategy.evict:
                     st.kv_evicted = (st.tokens_after_stage1 - st.tokens_after_stage2) * (idx + 1)
             keep.append(torch.nonzero(keep_b).flatten())
         repack = Repack.from_keep(keep, hidden_in.device)
         if self.strategy.evict:
-            self.adapter.evict(kwargs, idx, repack)
+            _hf.evict_layers(call.cache, idx, lambda t: repack.seq(t, dim=2))
+            if call.cache is not None:
+                state.expected[: idx + 1] = [repack.width] * (idx + 1)
         else:
-            call.groups.append((idx, layout.valid))
-        call.layout = layout.apply(repack)
+            state.groups.append((idx, layout.valid))
+        state.layout = layout.apply(repack)
         new_hidden = repack.seq(hidden_out)
-        call.override = self.adapter.later_layer_kwargs(idx, new_hidden, kwargs, repack, call.layout.valid)
-        call.override_after = idx
-        return self.adapter.replace_output(output, new_hidden)
-
-    def _image_stats(self, call: _Call, g: int) -> ImageStats:
-        b = call.owner[g]
-        before = sum(1 for x in call.owner[:g] if x == b)
-        return call.stats[b][before]
+        state.override = self.decoder.after_prune(idx, new_hidden, call, repack, state.layout.valid)
+        state.pruned_at = idx
+        state.phase = Phase.PRUNED
+        return new_hidden

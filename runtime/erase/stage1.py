@@ -111,6 +111,11 @@ def keep_count(total: int, ratio: float) -> int:
     return min(total, int(math.floor(total * ratio + 1e-9)))
 
 
+def final_count(total: int, final_keep_ratio: float) -> int:
+    """Tokens an image keeps after Stage 2: floor(total * ratio), but never none of them."""
+    return max(1, keep_count(total, final_keep_ratio))
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Row-major indices of the k highest scores; ties go to the lower index."""
     flat = np.asarray(scores).ravel()
@@ -121,8 +126,8 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Stage1Result:
     grid: tuple[int, int]
-    patch_entropy: np.ndarray
-    global_entropy: float
+    patch_entropy: np.ndarray | None  # None when the strategy never needs it (random, uniform, FastV)
+    global_entropy: float  # nan when not computed
     level: int
     keep_ratio: float
     keep_indices: np.ndarray
@@ -156,7 +161,7 @@ def select(patch_entropy: np.ndarray, profile: Profile, final_keep_ratio: float 
         keep_ratio=ratio,
         keep_indices=keep,
         stage2_layer=profile.stage2_layer(level),
-        skip_stage2=keep.size <= keep_count(total, final),
+        skip_stage2=keep.size <= final_count(total, final),
     )
 
 

@@ -1,25 +1,32 @@
-"""How a pruning schedule runs: ERASE by default, baselines by setting fields.
+"""How a pruning schedule runs: ERASE by default, baselines by name or by setting fields.
 
-Behaviour switches, not calibration results (those live in the profile).
+Behaviour switches, not calibration results (those live in the profile). The
+named strategies that erase-bench, erase-eval and the demo compare are
+defined once, here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
-STAGE1_SCORERS = ("entropy", "random", "uniform", "none")
+from .methods import STAGE1_SCORERS, STAGE2_SELECTORS, stage1_scorer
+
+FASTV_LAYER = 1  # FastV prunes after its layer K=2, i.e. inside the second decoder layer (0-based 1)
 
 
 @dataclass(frozen=True)
 class Strategy:
     """Knobs of the two-stage schedule.
 
-    stage1: how Stage 1 ranks an image's tokens: "entropy" (ERASE), "random"
-        (seeded), "uniform" (evenly spaced in row-major order) or "none" (keep all).
+    stage1: how Stage 1 ranks an image's tokens, a registered scorer
+        (`erase.methods`): "entropy" (ERASE), "random" (seeded), "uniform"
+        (evenly spaced in row-major order) or "none" (keep all).
     stage1_keep_ratio: one keep ratio for every image instead of the profile's
         per-level ratio (baselines compare at equal ratios).
     stage2: run Stage 2 at all.
     stage2_layer: one 0-based layer for every image instead of the level's.
+    stage2_selector: how Stage 2 scores tokens, a registered selector ("attention").
     evict: evict the dropped tokens' KV entries from layers 0..k (ERASE); off,
         they stay cached there and decoding still attends to them (FastV-style).
     seed: for stage1="random".
@@ -29,18 +36,47 @@ class Strategy:
     stage1_keep_ratio: float | None = None
     stage2: bool = True
     stage2_layer: int | None = None
+    stage2_selector: str = "attention"
     evict: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.stage1 not in STAGE1_SCORERS:
-            raise ValueError(f"stage1 must be one of {STAGE1_SCORERS}, got {self.stage1!r}")
+            raise ValueError(f"stage1 must be one of {tuple(STAGE1_SCORERS)}, got {self.stage1!r}")
+        if self.stage2_selector not in STAGE2_SELECTORS:
+            raise ValueError(f"stage2_selector must be one of {tuple(STAGE2_SELECTORS)}, got {self.stage2_selector!r}")
         r = self.stage1_keep_ratio
         if r is not None and not 0.0 < r <= 1.0:
             raise ValueError(f"stage1_keep_ratio must be in (0, 1], got {r}")
         if self.stage2_layer is not None and self.stage2_layer < 0:
             raise ValueError(f"stage2_layer must be >= 0, got {self.stage2_layer}")
 
+    @property
+    def needs_entropy(self) -> bool:
+        """Whether the image's patch entropy is used: to rank, for the level's ratio, or for its layer."""
+        scorer = stage1_scorer(self.stage1)
+        level_ratio = self.stage1_keep_ratio is None and not scorer.keeps_all
+        level_layer = self.stage2 and self.stage2_layer is None
+        return scorer.uses_entropy or level_ratio or level_layer
+
 
 ERASE = Strategy()
 STAGE1_ONLY = Strategy(stage2=False)
+
+# Named strategies, given the final keep ratio (share of each image's tokens kept in the end).
+NAMED: dict[str, Callable[[float], Strategy]] = {
+    "erase": lambda final: ERASE,
+    "stage1": lambda final: STAGE1_ONLY,
+    "fastv": lambda final: Strategy(stage1="none", stage2_layer=FASTV_LAYER, evict=False),
+    "random": lambda final: Strategy(stage1="random", stage1_keep_ratio=final, stage2=False),
+    "uniform": lambda final: Strategy(stage1="uniform", stage1_keep_ratio=final, stage2=False),
+}
+
+
+def named_strategy(name: str, final_keep_ratio: float) -> Strategy:
+    """The strategy called `name` ("erase", "stage1", "fastv", "random", "uniform") at a final keep ratio."""
+    try:
+        make = NAMED[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r} (known: {', '.join(NAMED)})") from None
+    return make(final_keep_ratio)

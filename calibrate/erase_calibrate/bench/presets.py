@@ -198,8 +198,8 @@ def build_preset_model(
     with torch.device(device), _default_dtype(dtype), torch.no_grad():
         model = Qwen2_5_VLForConditionalGeneration(config)
     model = model.to(device=device, dtype=dtype).eval()
-    gc = model.generation_config
-    gc.eos_token_id, gc.pad_token_id, gc.bos_token_id, gc.do_sample = config.eos_token_id, config.pad_token_id, None, False
+    gc, text = model.generation_config, config.get_text_config()
+    gc.eos_token_id, gc.pad_token_id, gc.bos_token_id, gc.do_sample = text.eos_token_id, text.pad_token_id, None, False
     return model
 
 
@@ -248,7 +248,7 @@ def load_checkpoint(
     Qwen2.5-VL processor normalises with the same CLIP statistics).
     """
     from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    from transformers import logging as hf_logging
 
     checkpoint_config(path)
     hf_logging.disable_progress_bar()

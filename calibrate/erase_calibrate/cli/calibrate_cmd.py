@@ -100,7 +100,7 @@ def main_command(
         stage2_keep_ratio=stage2_keep_ratio, final_keep_ratio=final_keep_ratio, revision=revision, if_stale=if_stale,
         command=shlex.join(["erase-calibrate", *sys.argv[1:]]),
     )
-    from transformers.utils import logging as hf_logging
+    from transformers import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own bars cover loading
     outcome = calibrate(config, Progress(enabled=not quiet), say=lambda line: typer.echo(f"erase-calibrate: {line}"))

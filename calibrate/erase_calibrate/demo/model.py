@@ -99,8 +99,8 @@ def new_demo_model(tokenizer: PreTrainedTokenizerFast, spec: DemoSpec = DEMO_SPE
 
 def _set_generation_defaults(model: Any) -> None:
     gc = model.generation_config
-    gc.eos_token_id = model.config.eos_token_id
-    gc.pad_token_id = model.config.pad_token_id
+    gc.eos_token_id = model.config.get_text_config().eos_token_id
+    gc.pad_token_id = model.config.get_text_config().pad_token_id
     gc.bos_token_id = None
     gc.do_sample = False
     gc.max_new_tokens = 8

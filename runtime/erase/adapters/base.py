@@ -1,22 +1,26 @@
-"""What the engine needs from a model family: the plumbing, none of the method.
+"""What the engine needs from a model family: where images enter, nothing of the method.
 
-An adapter knows where the vision tokens are, how the model builds its input
-embeddings and positions, where the decoder layers and KV cache live, and how
-a layer computes its rotated queries and keys. The engine (`erase.engine`)
-owns the ERASE schedule and calls these methods; a new architecture is one
-subclass registered with `register_adapter`.
+An adapter knows where the vision tokens are, how the model merges image
+features into its input embeddings and builds positions, and which modules
+are its entry, vision tower and language model. It holds no per-call state:
+everything a call needs is handed to it. The decoder layers' plumbing is
+shared (`erase.decoder`), the schedule is the engine's (`erase.engine`), and
+transformers internals are read only through `erase._hf`. A new architecture
+is one subclass registered with `register_adapter`, and passes the
+conformance suite in `erase.testing`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from .. import _hf
 from ..packing import Repack
 from ..profile import Fingerprint
 
@@ -29,14 +33,17 @@ class PrefillInputs:
     position_ids: torch.Tensor  # [R, B, L] the model's positions (M-RoPE rows)
     attention: torch.Tensor  # [B, L] bool, False on padding
     image_slots: list[list[torch.Tensor]]  # per sample, per image: the slots of its tokens, row-major order
-    image_pixels: list[np.ndarray]  # per image (batch order): resized pixels, HxWx3 (or HxW) uint8
-    image_grid: list[tuple[int, int]]  # per image: token grid (rows, cols)
-    extras: dict[str, Any]  # family-specific tensors that follow the token layout
+    vision: dict[str, Any]  # what `images_from_vision` reads the resized pixels from (only when needed)
+    image_grid: list[tuple[int, int]]  # per image (batch order): token grid (rows, cols)
+    # Per-image-token tensors the language model consumes later, in prompt order
+    # (e.g. Qwen3-VL's deep-stack features, one [image tokens, D] tensor per layer).
+    token_features: list[torch.Tensor] = field(default_factory=list)
 
 
 class Adapter(ABC):
     family: str = ""
     model_types: tuple[str, ...] = ()  # `config.model_type` values the adapter serves
+    position_rows: int = 3  # rows of the position ids the LLM rotates with (3: M-RoPE, 1: RoPE)
     supports_pixel_site: bool = False  # implements prune_vision_input / expand_vision_output
 
     def __init__(self, model: nn.Module):
@@ -44,42 +51,36 @@ class Adapter(ABC):
 
     # ---- identity
     @classmethod
+    @abstractmethod
     def fingerprint_from_config(cls, config: Any) -> Fingerprint:
         """The architecture fingerprint of a model config (no weights needed)."""
-        raise NotImplementedError(f"{cls.__name__} cannot fingerprint a config")
 
     def fingerprint(self) -> Fingerprint:
-        return Fingerprint(self.family, self.pixels_per_token(), self.num_layers(), self.hidden_size())
+        return self.fingerprint_from_config(self.model.config)
 
-    def install(self) -> list[Any]:
-        """Hooks of the adapter's own, installed after the engine's; each has `.remove()`."""
-        return []
+    def pixels_per_token(self) -> int:
+        return self.fingerprint().pixels_per_token
+
+    def num_layers(self) -> int:
+        return len(self.text_model().layers)
+
+    def hidden_size(self) -> int:
+        return self.fingerprint().hidden_size
 
     # ---- structure
     @abstractmethod
-    def decoder_layers(self) -> nn.ModuleList: ...
-
-    @abstractmethod
-    def pixels_per_token(self) -> int: ...
-
-    @abstractmethod
-    def hidden_size(self) -> int: ...
-
-    def num_layers(self) -> int:
-        return len(self.decoder_layers())
-
-    @abstractmethod
     def entry_module(self) -> nn.Module:
-        """The module whose forward receives input_ids, pixel_values, masks and the cache."""
+        """The module whose forward receives input_ids, pixel values, masks and the cache."""
 
-    # ---- prefill plumbing
     @abstractmethod
-    def has_images(self, kwargs: dict[str, Any]) -> bool: ...
+    def text_model(self) -> nn.Module:
+        """The language model: `.layers` of Llama-style decoder layers, `.config`, `.rotary_emb`."""
 
     @abstractmethod
     def vision_module(self) -> nn.Module:
-        """The vision encoder; a pre-hook on it captures the pixels Stage 1 scores."""
+        """The vision encoder (stage1_site="pixels" hooks it)."""
 
+    # ---- images
     @abstractmethod
     def watch_vision_input(self, callback: Callable[[dict[str, Any]], None]) -> Any:
         """Call `callback` with the image inputs (pixels, grids) each time images are encoded.
@@ -88,66 +89,37 @@ class Adapter(ABC):
         """
 
     @abstractmethod
-    def images_from_vision(self, vision: dict[str, Any]) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
-        """Per image: resized pixels (HxWx3 or HxW uint8), and the LLM token grid."""
+    def images_from_vision(
+        self, vision: dict[str, Any], with_pixels: bool = True
+    ) -> tuple[list[Any], list[tuple[int, int]]]:
+        """Per image: resized pixels (HxWx3 or HxW uint8; None without `with_pixels`), and the LLM token grid."""
 
+    def has_images(self, call: _hf.CallArgs) -> bool:
+        return _hf.images_in(call) and not _hf.videos_in(call)
+
+    # ---- prefill
+    @abstractmethod
+    def prepare_prefill(self, call: _hf.CallArgs, captured: Callable[[], dict[str, Any] | None]) -> PrefillInputs:
+        """Merge vision features into the prompt; `captured()` gives the latest vision input."""
+
+    @abstractmethod
+    def prefill_kwargs(self, call: _hf.CallArgs, inputs: PrefillInputs, repack: Repack) -> dict[str, Any]:
+        """The entry module's kwargs for the Stage-1-pruned sequence."""
+
+    def layer_output(self, idx: int, hidden: torch.Tensor, rows: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor | None:
+        """After decoder layer `idx` in prefill: a replacement output, or None.
+
+        `rows` [B, L] gives, per slot of the current (pruned) layout, the image
+        token it holds (its row in `features`), -1 elsewhere.
+        """
+        return None
+
+    # ---- Stage 1 before the vision encoder (stage1_site="pixels")
     def prune_vision_input(self, args: tuple, kwargs: dict[str, Any], keep: list[np.ndarray]) -> tuple[tuple, dict]:
-        """stage1_site="pixels": the vision encoder's inputs for the kept tokens only."""
         raise NotImplementedError(f"{type(self).__name__} does not support stage1_site='pixels'")
 
     def expand_vision_output(self, output: Any, keep: list[np.ndarray], grid: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not support stage1_site='pixels'")
-
-    @abstractmethod
-    def prepare_prefill(self, kwargs: dict[str, Any], captured: Callable[[], dict[str, Any] | None]) -> PrefillInputs:
-        """Merge vision features into the prompt; `captured()` gives the latest vision input."""
-
-    @abstractmethod
-    def prefill_kwargs(
-        self, kwargs: dict[str, Any], inputs: PrefillInputs, repack: Repack
-    ) -> dict[str, Any]:
-        """The entry module's kwargs for the Stage-1-pruned sequence."""
-
-    @abstractmethod
-    def decode_kwargs(self, kwargs: dict[str, Any], attention: torch.Tensor, next_positions: torch.Tensor) -> dict[str, Any]:
-        """Kwargs for a decode step: a mask over the compacted cache; original positions."""
-
-    # ---- decoder-layer plumbing
-    @abstractmethod
-    def layer_hidden(self, args: tuple, kwargs: dict[str, Any]) -> torch.Tensor: ...
-
-    @abstractmethod
-    def rotated_queries(
-        self, layer_idx: int, hidden: torch.Tensor, kwargs: dict[str, Any], slots: torch.Tensor, sample: int
-    ) -> torch.Tensor:
-        """[H, Q, D] queries of one sample's `slots`, with rotary applied, as the layer computes them."""
-
-    @abstractmethod
-    def layer_keys(self, layer_idx: int, hidden: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
-        """[B, H, L, D] rotated keys of the layer, KV heads repeated to the query heads."""
-
-    @abstractmethod
-    def attention_scaling(self, layer_idx: int) -> float: ...
-
-    @abstractmethod
-    def evict(self, kwargs: dict[str, Any], upto_layer: int, repack: Repack) -> None:
-        """Keep only the repacked slots in the KV cache of layers 0..upto_layer."""
-
-    @abstractmethod
-    def causal_mask(self, layer_idx: int, hidden: torch.Tensor, attention: torch.Tensor, cache: Any) -> Any:
-        """The attention mask layer `layer_idx` expects, from a 2-D mask over its cache + queries."""
-
-    def cache_length(self, cache: Any, layer_idx: int) -> int:
-        return int(cache.layers[layer_idx].keys.shape[-2]) if cache is not None and len(cache.layers) > layer_idx else 0
-
-    @abstractmethod
-    def later_layer_kwargs(
-        self, layer_idx: int, hidden: torch.Tensor, kwargs: dict[str, Any], repack: Repack, attention: torch.Tensor
-    ) -> dict[str, Any]:
-        """Per-layer kwargs (mask, rotary tables, positions) for layers after a Stage 2 prune."""
-
-    def replace_output(self, output: Any, hidden: torch.Tensor) -> Any:
-        return hidden if isinstance(output, torch.Tensor) else (hidden, *output[1:])
 
 
 _REGISTRY: list[tuple[Callable[[nn.Module], bool], type[Adapter]]] = []

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import _hf
 from ..errors import EraseError
 from ..packing import Repack
 from ..pixels import IMAGENET_MEAN, IMAGENET_STD, tiles_to_uint8
 from ..profile import Fingerprint
 from .base import PrefillInputs, register_adapter
-from .common import DecoderAdapter, Restore, is_model_type, scatter_features, split_slots, wrap_image_features
+from .common import MultimodalAdapter, Restore, is_model_type, scatter_features, split_slots, wrap_image_features
 
 
 def _side(value: Any) -> int:
@@ -52,7 +53,7 @@ def _shuffle(config: Any) -> int:
 
 
 @register_adapter(is_model_type("internvl"))
-class InternVLAdapter(DecoderAdapter):
+class InternVLAdapter(MultimodalAdapter):
     family = "internvl"
     model_types = ("internvl",)
     position_rows = 1
@@ -76,9 +77,6 @@ class InternVLAdapter(DecoderAdapter):
         return Fingerprint(cls.family, ppt, tc.num_hidden_layers, tc.hidden_size)
 
     # ---- structure
-    def pixels_per_token(self) -> int:
-        return self.token_px
-
     def vision_module(self) -> nn.Module:
         return self.mm.vision_tower
 
@@ -89,10 +87,6 @@ class InternVLAdapter(DecoderAdapter):
         return wrap_image_features(self.mm, seen)
 
     # ---- prefill
-    def has_images(self, kwargs: dict[str, Any]) -> bool:
-        encoded = kwargs.get("mm_encoder_outputs") or {}
-        return kwargs.get("pixel_values") is not None or encoded.get("image") is not None
-
     def tiles_per_image(self, image_mask: torch.Tensor) -> list[int]:
         """Tiles of each image (batch order), from the runs of context tokens."""
         tiles = []
@@ -107,18 +101,18 @@ class InternVLAdapter(DecoderAdapter):
                 tiles.append(n // self.tokens_per_tile)
         return tiles
 
-    def prepare_prefill(self, kwargs: dict[str, Any], captured: Callable[[], dict[str, Any] | None]) -> PrefillInputs:
+    def prepare_prefill(self, call: _hf.CallArgs, captured: Callable[[], dict[str, Any] | None]) -> PrefillInputs:
         input_ids, attention, embeds, encoded, vision = self.prefill_start(
-            kwargs,
+            call,
             captured,
             lambda: self.mm.get_image_features(
-                pixel_values=kwargs["pixel_values"],
-                vision_feature_layer=kwargs.get("vision_feature_layer"),
-                vision_feature_select_strategy=kwargs.get("vision_feature_select_strategy"),
+                pixel_values=call["pixel_values"],
+                vision_feature_layer=call.get("vision_feature_layer"),
+                vision_feature_select_strategy=call.get("vision_feature_select_strategy"),
                 return_dict=True,
             ),
         )
-        features = encoded.pooler_output  # [tiles, tokens per tile, D]
+        (features,) = _hf.pooled_per_image(encoded)  # [tiles, tokens per tile, D]
         image_mask = input_ids == self.mm.config.image_token_id
         tiles = self.tiles_per_image(image_mask)
         counts = {sum(tiles), int(features.shape[0]), int(vision["pixel_values"].shape[0])}
@@ -126,17 +120,20 @@ class InternVLAdapter(DecoderAdapter):
             raise EraseError("the captured vision input does not match the image tokens of this prompt")
         embeds = scatter_features(embeds, image_mask, features.reshape(-1, features.shape[-1]))
 
-        position_ids = kwargs.get("position_ids")
+        position_ids = call["position_ids"]
         if position_ids is None:  # what the LLM does without them: 0..L-1
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
         if position_ids.ndim == 2:
             position_ids = position_ids[None]
 
         slots = split_slots(image_mask, [n * self.tokens_per_tile for n in tiles])
-        images, grids = self.images_from_vision({"pixel_values": vision["pixel_values"], "tiles_per_image": tiles})
-        return PrefillInputs(embeds, position_ids, attention, slots, images, grids, {})
+        vision = {"pixel_values": vision["pixel_values"], "tiles_per_image": tiles}
+        _, grids = self.images_from_vision(vision, with_pixels=False)
+        return PrefillInputs(embeds, position_ids, attention, slots, vision, grids)
 
-    def images_from_vision(self, vision: dict[str, Any]) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    def images_from_vision(
+        self, vision: dict[str, Any], with_pixels: bool = True
+    ) -> tuple[list[np.ndarray | None], list[tuple[int, int]]]:
         """Per image: its tiles' pixels stacked top to bottom ((n * S) x S x 3 uint8), and that token grid.
 
         Without `tiles_per_image` all tiles are taken as one image.
@@ -146,22 +143,22 @@ class InternVLAdapter(DecoderAdapter):
         side = self.tile_px // self.token_px
         images, grids, start = [], [], 0
         for n in tiles:
-            rgb = tiles_to_uint8(pixel_values[start : start + n], mean=self.image_mean, std=self.image_std)
-            start += n
-            images.append(rgb.reshape(n * self.tile_px, self.tile_px, rgb.shape[-1]))
             grids.append((n * side, side))
+            if with_pixels:
+                rgb = tiles_to_uint8(pixel_values[start : start + n], mean=self.image_mean, std=self.image_std)
+                images.append(rgb.reshape(n * self.tile_px, self.tile_px, rgb.shape[-1]))
+            else:
+                images.append(None)
+            start += n
         return images, grids
 
-    def prefill_kwargs(self, kwargs: dict[str, Any], inputs: PrefillInputs, repack: Repack) -> dict[str, Any]:
-        out = dict(kwargs)
-        out.update(
+    def prefill_kwargs(self, call: _hf.CallArgs, inputs: PrefillInputs, repack: Repack) -> dict[str, Any]:
+        return call.replaced(
+            _hf.without_images(call),
             input_ids=None,
             inputs_embeds=repack.seq(inputs.inputs_embeds),
-            pixel_values=None,
-            mm_encoder_outputs=None,
             attention_mask=repack.valid.long(),
             # original ids (gaps where tokens were dropped); an explicit mask keeps the
             # mask builders from reading the gaps as packed sequences
             position_ids=repack.positions(inputs.position_ids)[0],
         )
-        return out

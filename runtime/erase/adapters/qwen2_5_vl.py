@@ -13,18 +13,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import _hf
 from ..errors import EraseError
 from ..packing import Repack
 from ..pixels import CLIP_MEAN, CLIP_STD, unpatchify
 from ..profile import Fingerprint
 from .base import PrefillInputs, register_adapter
-from .common import DecoderAdapter, Restore, is_model_type, scatter_features, split_slots, wrap_image_features
+from .common import MultimodalAdapter, Restore, is_model_type, scatter_features, split_slots, wrap_image_features
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "Qwen25VLAdapter"]
 
 
 @register_adapter(is_model_type("qwen2_5_vl"))
-class Qwen25VLAdapter(DecoderAdapter):
+class Qwen25VLAdapter(MultimodalAdapter):
     family = "qwen2_5_vl"
     model_types = ("qwen2_5_vl",)
     supports_pixel_site = True
@@ -45,9 +46,6 @@ class Qwen25VLAdapter(DecoderAdapter):
         return Fingerprint(cls.family, vc.patch_size * vc.spatial_merge_size, tc.num_hidden_layers, tc.hidden_size)
 
     # ---- structure
-    def pixels_per_token(self) -> int:
-        return self.patch_size * self.merge_size
-
     def vision_module(self) -> nn.Module:
         return self.mm.visual
 
@@ -58,35 +56,20 @@ class Qwen25VLAdapter(DecoderAdapter):
         return wrap_image_features(self.mm, seen)
 
     # ---- prefill
-    def has_images(self, kwargs: dict[str, Any]) -> bool:
-        encoded = kwargs.get("mm_encoder_outputs") or {}
-        videos = kwargs.get("pixel_values_videos") is not None or encoded.get("video") is not None
-        return (kwargs.get("pixel_values") is not None or encoded.get("image") is not None) and not videos
-
-    def prepare_prefill(self, kwargs: dict[str, Any], captured: Callable[[], dict[str, Any] | None]) -> PrefillInputs:
+    def prepare_prefill(self, call: _hf.CallArgs, captured: Callable[[], dict[str, Any] | None]) -> PrefillInputs:
         input_ids, attention, embeds, encoded, vision = self.prefill_start(
-            kwargs,
+            call,
             captured,
-            lambda: self.mm.get_image_features(kwargs["pixel_values"], kwargs["image_grid_thw"], return_dict=True),
+            lambda: self.mm.get_image_features(call["pixel_values"], call["image_grid_thw"], return_dict=True),
         )
         grid_thw = vision["image_grid_thw"]
-        features = encoded.pooler_output
+        features = _hf.pooled_per_image(encoded)
         image_mask = input_ids == self.mm.config.image_token_id
         embeds = scatter_features(embeds, image_mask, torch.cat(features, dim=0))
 
-        position_ids = kwargs.get("position_ids")
+        position_ids = call["position_ids"]
         if position_ids is None:
-            if kwargs.get("mm_token_type_ids") is None:
-                raise EraseError("ERASE needs mm_token_type_ids or position_ids from the processor to place image tokens")
-            position_ids = self.mm.compute_3d_position_ids(
-                input_ids=input_ids,
-                image_grid_thw=grid_thw,
-                video_grid_thw=None,
-                inputs_embeds=embeds,
-                attention_mask=kwargs.get("attention_mask"),
-                past_key_values=kwargs.get("past_key_values"),
-                mm_token_type_ids=kwargs.get("mm_token_type_ids"),
-            )
+            position_ids = _hf.mrope_positions(self.mm, call, input_ids, grid_thw, embeds)
         if position_ids.ndim == 3 and position_ids.shape[0] == 4:
             position_ids = position_ids[1:]  # the text row is rebuilt after pruning
 
@@ -95,20 +78,26 @@ class Qwen25VLAdapter(DecoderAdapter):
         if tokens_per_image != [int(f.shape[0]) for f in features]:
             raise EraseError("the captured vision input does not match the image features of this prompt")
         slots = split_slots(image_mask, tokens_per_image)
-        pixels, grids = self.images_from_vision(vision)
-        return PrefillInputs(embeds, position_ids, attention, slots, pixels, grids, self.prefill_extras(encoded, image_mask))
+        _, grids = self.images_from_vision(vision, with_pixels=False)
+        return PrefillInputs(embeds, position_ids, attention, slots, vision, grids, self.token_features(encoded))
 
-    def prefill_extras(self, encoded: Any, image_mask: torch.Tensor) -> dict[str, Any]:
-        """Family-specific tensors that follow the image tokens (none for Qwen2.5-VL)."""
-        return {}
+    def token_features(self, encoded: Any) -> list[torch.Tensor]:
+        """Per-image-token tensors the LLM consumes later (none for Qwen2.5-VL)."""
+        return []
 
-    def images_from_vision(self, vision: dict[str, Any]) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    def images_from_vision(
+        self, vision: dict[str, Any], with_pixels: bool = True
+    ) -> tuple[list[np.ndarray | None], list[tuple[int, int]]]:
         """Each image's resized pixels (HxWx3 uint8), and its LLM token grid."""
         m = self.merge_size
         images, grids, row = [], [], 0
         for t, h, w in vision["image_grid_thw"].tolist():
             rows = vision["pixel_values"][row : row + t * h * w]
             row += t * h * w
+            grids.append((h // m, w // m))
+            if not with_pixels:
+                images.append(None)
+                continue
             rgb = unpatchify(
                 rows[: h * w],
                 (h, w),
@@ -119,7 +108,6 @@ class Qwen25VLAdapter(DecoderAdapter):
                 std=self.image_std,
             )
             images.append(rgb)
-            grids.append((h // m, w // m))
         return images, grids
 
     # ---- Stage 1 before the vision encoder (stage1_site="pixels")
@@ -143,18 +131,14 @@ class Qwen25VLAdapter(DecoderAdapter):
         self, args: tuple, kwargs: dict[str, Any], keep: list[np.ndarray]
     ) -> tuple[tuple, dict[str, Any]]:
         """Feed the ViT only the 2x2 patch groups of kept tokens, with their own positions and windows."""
-        from transformers.vision_utils import get_vision_position_ids, get_vision_window_index
-
         pixel_values = args[0] if args else kwargs.pop("hidden_states")
         grid = args[1] if len(args) > 1 else kwargs["grid_thw"]
         unit = self.merge_size**2
         kept_global, rows, offset = self.kept_patch_rows(grid, keep, pixel_values.device)
 
         visual = self.mm.visual
-        positions = get_vision_position_ids(grid, self.merge_size)[rows.to(grid.device)]
-        window_index, cu_windows = get_vision_window_index(
-            grid, self.merge_size, visual.window_size, self.patch_size
-        )
+        positions = _hf.vision_position_ids(grid, self.merge_size)[rows.to(grid.device)]
+        window_index, cu_windows = _hf.vision_window_index(grid, self.merge_size, visual.window_size, self.patch_size)
         compact = torch.full((offset,), -1, dtype=torch.long)
         compact[kept_global.cpu()] = torch.arange(kept_global.numel())
         # tokens per window in window order, from the patch-unit boundaries
@@ -192,18 +176,13 @@ class Qwen25VLAdapter(DecoderAdapter):
         output.pooler_output = self.expand_tokens(output.pooler_output, keep, grid)
         return output
 
-    def prefill_kwargs(self, kwargs: dict[str, Any], inputs: PrefillInputs, repack: Repack) -> dict[str, Any]:
+    def prefill_kwargs(self, call: _hf.CallArgs, inputs: PrefillInputs, repack: Repack) -> dict[str, Any]:
         positions = repack.positions(inputs.position_ids)
         text = repack.text_positions().to(positions.device)[None]
-        out = dict(kwargs)
-        out.update(
+        return call.replaced(
+            _hf.without_images(call),
             input_ids=None,
             inputs_embeds=repack.seq(inputs.inputs_embeds),
-            pixel_values=None,
-            image_grid_thw=None,
-            mm_encoder_outputs=None,
-            mm_token_type_ids=None,
             attention_mask=repack.valid.long(),
             position_ids=torch.cat([text, positions], dim=0),
         )
-        return out
