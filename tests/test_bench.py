@@ -241,7 +241,7 @@ def test_unwritable_output_fails_before_any_work(monkeypatch, capsys, tmp_path):
 
 
 def test_local_checkpoint_directory(monkeypatch, capsys, tmp_path):
-    from erase_oracles import tiny_profile
+    from erase.testing import tiny_profile
     from tiny_qwen import save_tiny
 
     ckpt = tmp_path / "ckpt"

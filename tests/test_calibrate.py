@@ -23,7 +23,7 @@ from erase_calibrate.answering import greedy_answer, item_inputs
 from erase_calibrate.benchmarks import load_items
 from erase_calibrate.calibration.objective import level_shares, levels_of, normalised_accuracy, objective
 from erase_calibrate.calibration.search_space import SearchSpace
-from erase_oracles import simple_image
+from erase.testing import simple_image
 from tiny_qwen import build_processor, build_tiny_qwen25vl, build_tokenizer, make_image
 
 ITEMS = 6

@@ -16,7 +16,7 @@ import torch
 import erase
 from erase import _hf
 from erase.decoder import Decoder
-from erase_oracles import tiny_profile
+from erase.testing import tiny_profile
 from tiny_qwen import build_processor, build_tiny_qwen25vl, make_image, make_messages
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from transformers import InternVLConfig, Qwen2_5_VLConfig, Qwen3VLConfig
 import erase
 import erase.adapters
 from erase import Fingerprint, ProfileError
-from erase_oracles import tiny_profile
+from erase.testing import tiny_profile
 from tiny_models import build_internvl_processor, build_tiny_internvl, build_tiny_qwen3vl
 from tiny_qwen import build_tiny_qwen25vl
 

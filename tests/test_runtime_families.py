@@ -10,7 +10,7 @@ import erase
 from erase import EraseError
 from erase.adapters.qwen3_vl import Qwen3VLAdapter
 from erase.pixels import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, tiles_to_uint8, unpatchify
-from erase_oracles import keep_all_profile, masked_reference_logits, simple_image, tiny_profile, vision_output
+from erase.testing import keep_all_profile, masked_reference_logits, simple_image, tiny_profile, vision_output
 from tiny_models import build_internvl_processor, build_qwen3_processor, build_tiny_internvl, build_tiny_qwen3vl
 from tiny_qwen import build_processor, build_tiny_qwen25vl, make_image, make_messages
 

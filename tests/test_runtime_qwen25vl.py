@@ -13,7 +13,7 @@ import torch
 
 import erase
 from erase import EraseError, ProfileError
-from erase_oracles import masked_reference_logits, simple_image, tiny_profile, vision_output
+from erase.testing import masked_reference_logits, simple_image, tiny_profile, vision_output
 from tiny_qwen import build_processor, build_tiny_qwen25vl, build_tokenizer, make_image, make_messages
 
 NEW = 6

@@ -58,6 +58,7 @@ from transformers import (
 
 # The tokenizer, chat template and image-only processor live in the product
 # (erase_calibrate.offline_processor) so benchmarks build them without the tests folder.
+from erase.testing import make_image, make_messages  # noqa: F401  (re-exported for the tests)
 from erase_calibrate.offline_processor import CHAT_TEMPLATE, SPECIAL_TOKENS, ImageTextProcessor, build_tokenizer
 
 __all__ = [
@@ -215,33 +216,7 @@ def save_tiny(
 
 
 # --------------------------------------------------------------------------------------
-# Inputs
-# --------------------------------------------------------------------------------------
-def make_image(height: int = 224, width: int = 224, seed: int = 0) -> Image.Image:
-    """A deterministic RGB image with smooth regions, edges and noise (varied patch entropy)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    r = 127 + 100 * np.sin(xx / (7 + seed % 5)) * np.cos(yy / 11)
-    g = 255 * (xx + yy) / max(1, height + width)
-    b = np.where((xx // 32 + yy // 32) % 2 == 0, 40.0, 220.0)
-    img = np.stack([r, g, b], axis=-1)
-    noisy = (yy > height / 2) & (xx > width / 2)
-    img[noisy] += rng.normal(0, 60, size=(int(noisy.sum()), 3))
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="RGB")
-
-
-def make_messages(
-    text: str = "Describe the image.", n_images: int = 1, image_first: bool = True
-) -> list[dict[str, Any]]:
-    """A one-turn user message with ``n_images`` image entries before (or after) the text."""
-    images = [{"type": "image"} for _ in range(n_images)]
-    text_part = [{"type": "text", "text": text}]
-    content = images + text_part if image_first else text_part + images
-    return [{"role": "user", "content": content}]
-
-
-# --------------------------------------------------------------------------------------
-# Self-check
+# Inputs and self-check (make_image / make_messages live in erase.testing)
 # --------------------------------------------------------------------------------------
 def make_inputs(processor: ImageTextProcessor, prompts: Sequence[tuple[list, list]]) -> Any:
     """Processor output (``BatchFeature`` of tensors) for ``[(messages, [PIL images]), ...]``, padded."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from transformers import PreTrainedTokenizerFast, ProcessorMixin, Qwen2VLImageProcessorPil
 
 __all__ = [
@@ -153,6 +154,17 @@ class ImageTextProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         return list(dict.fromkeys(super().model_input_names + ["mm_token_type_ids"]))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = super().__call__(*args, **kwargs)
+        # transformers before 5.20 does not add the types for ProcessorMixin subclasses itself
+        if "input_ids" in out and "mm_token_type_ids" not in out:
+            ids = out["input_ids"]
+            if isinstance(ids, torch.Tensor):
+                out["mm_token_type_ids"] = (ids == self.image_token_id).to(ids.dtype)
+            else:
+                out["mm_token_type_ids"] = [[int(t == self.image_token_id) for t in row] for row in ids]
+        return out
 
 
 def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:

@@ -37,27 +37,21 @@ import numpy as np
 import torch
 
 import erase
-from erase import EraseError, Strategy
+from erase import EraseError, Strategy, named_strategy
+from erase.strategy import NAMED
 
 from .flops import Schedule, TextShape, VisionShape, llm_prefill_flops, vit_flops
 
-METHODS = ("base", "erase", "stage1", "fastv", "random", "uniform")
-FASTV_LAYER = 1  # FastV prunes after layer K = 2 (1-based): 0-based index 1
+METHODS = ("base", *NAMED)  # base: the unpatched model
 
 
 def strategy_for(method: str, final_keep_ratio: float) -> Strategy | None:
     """The runtime schedule of a benchmark method; None for the unpruned base."""
     if method == "base":
         return None
-    if method == "erase":
-        return Strategy()
-    if method == "stage1":
-        return Strategy(stage2=False)
-    if method == "fastv":
-        return Strategy(stage1="none", stage2_layer=FASTV_LAYER, evict=False)
-    if method in ("random", "uniform"):
-        return Strategy(stage1=method, stage1_keep_ratio=final_keep_ratio, stage2=False)
-    raise EraseError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    if method not in NAMED:
+        raise EraseError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    return named_strategy(method, final_keep_ratio)
 
 
 def parse_methods(text: str) -> list[str]:
@@ -343,7 +337,7 @@ def summarise(
         "image_size": list(case.image_size),
         "image_level": case.level,
         "global_entropy": round(case.global_entropy, 4),
-        "level": stats[0].level if stats else case.level,
+        "level": stats[0].level if stats and stats[0].level else case.level,  # 0: the method scores no entropy
         "layer": layer_ids[-1] if layer_ids else None,
         "tokens_after_stage1": schedule.after_stage1,
         "tokens_kept": schedule.after_stage2,

@@ -35,8 +35,8 @@ from . import tasks
 from .model import MAX_PIXELS, MIN_PIXELS, MODEL_ID, demo_model_path, load_demo
 from .train import encode
 
-RANDOM_40 = erase.Strategy(stage1="random", stage1_keep_ratio=0.4, stage2=False)
-STAGE1_ONLY = erase.Strategy(stage2=False)
+RANDOM_40 = erase.named_strategy("random", 0.4)
+STAGE1_ONLY = erase.strategy.STAGE1_ONLY
 # Between the simple backgrounds (median patch entropy <= ~0.5 nats) and the complex ones (>= ~2.5).
 DEMO_THRESHOLDS = (3.6, 2.0, 0.3)
 # Adaptive: simple levels keep 15%, complex ones 65%; about 40% on average over the balanced split.

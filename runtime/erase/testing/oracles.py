@@ -1,4 +1,4 @@
-"""Oracles for runtime tests: tiny profiles and the masked reference.
+"""Oracles for adapter tests: tiny profiles, test images and the masked reference.
 
 The masked reference runs the *unpatched* model over the whole sequence
 (prompt + generated tokens) in one forward, with the pruned tokens masked out
@@ -44,6 +44,27 @@ def keep_all_profile(model) -> Profile:
     return tiny_profile(model, keep_ratios=(1.0, 1.0, 1.0, 1.0), final=1.0)
 
 
+def make_image(height: int = 224, width: int = 224, seed: int = 0) -> Image.Image:
+    """A deterministic RGB image with smooth regions, edges and noise (varied patch entropy)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = 127 + 100 * np.sin(xx / (7 + seed % 5)) * np.cos(yy / 11)
+    g = 255 * (xx + yy) / max(1, height + width)
+    b = np.where((xx // 32 + yy // 32) % 2 == 0, 40.0, 220.0)
+    img = np.stack([r, g, b], axis=-1)
+    noisy = (yy > height / 2) & (xx > width / 2)
+    img[noisy] += rng.normal(0, 60, size=(int(noisy.sum()), 3))
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="RGB")
+
+
+def make_messages(text: str = "Describe the image.", n_images: int = 1, image_first: bool = True) -> list[dict]:
+    """A one-turn user message with ``n_images`` image entries before (or after) the text."""
+    images = [{"type": "image"} for _ in range(n_images)]
+    text_part = [{"type": "text", "text": text}]
+    content = images + text_part if image_first else text_part + images
+    return [{"role": "user", "content": content}]
+
+
 def simple_image(height: int = 224, width: int = 224, seed: int = 0) -> Image.Image:
     """A flat page with a few shapes: low entropy, so the early Stage 2 layer."""
     rng = np.random.default_rng(seed)
@@ -87,7 +108,7 @@ def masked_reference_logits(
         extra["mm_token_type_ids"] = torch.cat([mm_types, mm_types.new_zeros(bsz, total - prompt_len)], dim=1)
     else:  # plain RoPE: generate() counts the unpadded tokens
         extra["position_ids"] = (attn.cumsum(-1) - 1).clamp_min(0)
-    n_layers = model.config.text_config.num_hidden_layers
+    n_layers = adapter_for(model).num_layers()
     drop1 = torch.zeros(bsz, total, dtype=torch.bool)
     drop2 = torch.zeros(bsz, total, dtype=torch.bool)
     layer_of = [n_layers] * bsz
@@ -117,7 +138,7 @@ def masked_reference_logits(
         masks.append(m.masked_fill(~allowed[:, None], torch.finfo(dtype).min))
 
     hooks = []
-    for i, layer in enumerate(model.model.language_model.layers):
+    for i, layer in enumerate(adapter_for(model).text_model().layers):
         def pre(module, args, kwargs, i=i):
             return args, {**kwargs, "attention_mask": masks[i]}
 
