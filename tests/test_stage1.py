@@ -30,7 +30,9 @@ def test_gray_is_exact_integer_formula():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     r, g, b = (rgb[..., i].astype(np.int64) for i in range(3))
-    assert np.array_equal(stage1.grayscale(rgb), ((299 * r + 587 * g + 114 * b + 500) // 1000).astype(np.uint8))
+    assert np.array_equal(stage1.grayscale(rgb), ((299 * r + 587 * g + 114 * b) // 1000).astype(np.uint8))
+    rounded = stage1.grayscale(rgb, "round")
+    assert np.array_equal(rounded, ((299 * r + 587 * g + 114 * b + 500) // 1000).astype(np.uint8))
     grey = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
     assert np.array_equal(stage1.grayscale(grey)[0], np.arange(256))  # (v, v, v) -> v, never v - 1
 

@@ -4,7 +4,7 @@
  * The reference is the numpy path in erase/stage1.py (`grayscale` followed by
  * `patch_entropy`); this kernel reproduces it bit for bit:
  *
- *   gray  g = (299 R + 587 G + 114 B + 500) / 1000      (integer division)
+ *   gray  g = (299 R + 587 G + 114 B + bias) / 1000     (integer division; bias 0 floors, 500 rounds)
  *   H     = ln n - S / n,   S = sum over the 256 bins of c ln c   (nats)
  *
  * S is summed in exactly the order numpy's `sum(axis=-1)` uses for 256
@@ -35,13 +35,14 @@
 #define NSUB 4 /* interleaved sub-histograms of 256 counts per patch */
 
 /* Exact (v / 1000) for 0 <= v <= 255500: (v >> 3) / 125 by multiply-shift; products stay below 2^32. */
-#define GRAY_OF(r, g, b) \
-    ((uint8_t)((((299u * (uint32_t)(r) + 587u * (uint32_t)(g) + 114u * (uint32_t)(b) + 500u) >> 3) * 33555u) >> 22))
+/* bias 0 floors the weighted sum (the reference's truncation), 500 rounds it. */
+#define GRAY_OF(r, g, b, bias) \
+    ((uint8_t)((((299u * (uint32_t)(r) + 587u * (uint32_t)(g) + 114u * (uint32_t)(b) + (bias)) >> 3) * 33555u) >> 22))
 
-static void gray_row_generic(const uint8_t *restrict src, uint8_t *restrict dst, Py_ssize_t w)
+static void gray_row_generic(const uint8_t *restrict src, uint8_t *restrict dst, Py_ssize_t w, uint32_t bias)
 {
     for (Py_ssize_t i = 0; i < w; i++) {
-        dst[i] = GRAY_OF(src[3 * i], src[3 * i + 1], src[3 * i + 2]);
+        dst[i] = GRAY_OF(src[3 * i], src[3 * i + 1], src[3 * i + 2], bias);
     }
 }
 
@@ -53,12 +54,12 @@ static void gray_row_generic(const uint8_t *restrict src, uint8_t *restrict dst,
  * 32 pixels per step. Each 128-bit lane takes 16 bytes at pixel 4k (low lane)
  * and 16 + 4k (high lane); pshufb spreads the lane's first 4 pixels into
  * 16-bit (R, G) and (B, 0) pairs, pmaddwd weighs and adds them to 32-bit sums,
- * then (sum + 500) >> 3 is packed to 16 bits and divided by 125 with pmulhuw
+ * then (sum + bias) >> 3 is packed to 16 bits and divided by 125 with pmulhuw
  * (y * 33555 >> 22, exact for y < 32768). The lane layout makes the two packs
  * come out in pixel order, so no cross-lane permute is needed.
  */
 __attribute__((target("avx2"))) static void gray_row_avx2(const uint8_t *restrict src, uint8_t *restrict dst,
-                                                          Py_ssize_t w)
+                                                          Py_ssize_t w, uint32_t bias_value)
 {
     const __m256i shuf_rg = _mm256_setr_epi8(0, -1, 1, -1, 3, -1, 4, -1, 6, -1, 7, -1, 9, -1, 10, -1, /* lane 0 */
                                              0, -1, 1, -1, 3, -1, 4, -1, 6, -1, 7, -1, 9, -1, 10, -1);
@@ -66,7 +67,7 @@ __attribute__((target("avx2"))) static void gray_row_avx2(const uint8_t *restric
                                             2, -1, -1, -1, 5, -1, -1, -1, 8, -1, -1, -1, 11, -1, -1, -1);
     const __m256i w_rg = _mm256_set1_epi32((587 << 16) | 299);
     const __m256i w_b = _mm256_set1_epi32(114);
-    const __m256i bias = _mm256_set1_epi32(500);
+    const __m256i bias = _mm256_set1_epi32((int)bias_value);
     const __m256i magic = _mm256_set1_epi16((short)33555);
     Py_ssize_t i = 0;
     /* The last load of a step reads 16 bytes at pixel i + 28, i.e. up to byte 3 * (i + 32) + 3. */
@@ -88,12 +89,12 @@ __attribute__((target("avx2"))) static void gray_row_avx2(const uint8_t *restric
         _mm256_storeu_si256((__m256i *)(dst + i), _mm256_packus_epi16(lo, hi));
     }
     for (; i < w; i++) {
-        dst[i] = GRAY_OF(src[3 * i], src[3 * i + 1], src[3 * i + 2]);
+        dst[i] = GRAY_OF(src[3 * i], src[3 * i + 1], src[3 * i + 2], bias_value);
     }
 }
 #endif
 
-typedef void (*gray_row_fn)(const uint8_t *restrict, uint8_t *restrict, Py_ssize_t);
+typedef void (*gray_row_fn)(const uint8_t *restrict, uint8_t *restrict, Py_ssize_t, uint32_t);
 
 static gray_row_fn gray_row_impl = gray_row_generic; /* chosen once, at import */
 
@@ -158,7 +159,8 @@ static void histogram_patch(const uint8_t *restrict gray, Py_ssize_t stride, Py_
 }
 
 static void run_kernel(const uint8_t *src, Py_ssize_t height, Py_ssize_t width, int channels, Py_ssize_t tp,
-                       double *out, const double *table, uint8_t *graybuf, uint32_t *hist, gray_row_fn gray_row)
+                       double *out, const double *table, uint8_t *graybuf, uint32_t *hist, gray_row_fn gray_row,
+                       uint32_t bias)
 {
     const Py_ssize_t rows = height / tp, cols = width / tp;
     const double n = (double)tp * (double)tp;
@@ -170,7 +172,7 @@ static void run_kernel(const uint8_t *src, Py_ssize_t height, Py_ssize_t width, 
         const uint8_t *g = strip; /* token_px rows of gray levels, `width` bytes apart */
         if (channels == 3) {
             for (Py_ssize_t y = 0; y < tp; y++) {
-                gray_row(strip + y * row_bytes, graybuf + y * width, width);
+                gray_row(strip + y * row_bytes, graybuf + y * width, width, bias);
             }
             g = graybuf;
         }
@@ -226,11 +228,11 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *
 }
 
 PyDoc_STRVAR(patch_entropy_doc,
-             "patch_entropy(buf, height, width, channels, token_px, out, table=None)\n"
+             "patch_entropy(buf, height, width, channels, token_px, out, table=None, bias=0)\n"
              "--\n\n"
              "Shannon entropy (nats, 256 bins) of every token_px x token_px patch of an image.\n\n"
              "buf: C-contiguous uint8 buffer of height*width*channels bytes (channels 1 or 3,\n"
-             "RGB interleaved); gray is (299 R + 587 G + 114 B + 500) // 1000.\n"
+             "RGB interleaved); gray is (299 R + 587 G + 114 B + bias) // 1000 (bias 0: floor, 500: round).\n"
              "out: writable C-contiguous float64 buffer of (height//token_px)*(width//token_px)\n"
              "items, filled row-major. table: optional float64 buffer of at least token_px**2 + 1\n"
              "items holding c*ln(c) for c = 0..token_px**2 (computed here when omitted).\n"
@@ -238,12 +240,16 @@ PyDoc_STRVAR(patch_entropy_doc,
 
 static PyObject *patch_entropy(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"buf", "height", "width", "channels", "token_px", "out", "table", NULL};
+    static char *kwlist[] = {"buf", "height", "width", "channels", "token_px", "out", "table", "bias", NULL};
     PyObject *buf_obj, *out_obj, *table_obj = Py_None;
-    Py_ssize_t height, width, channels, tp;
+    Py_ssize_t height, width, channels, tp, bias = 0;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnnnnO|O:patch_entropy", kwlist, &buf_obj, &height, &width,
-                                     &channels, &tp, &out_obj, &table_obj)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnnnnO|On:patch_entropy", kwlist, &buf_obj, &height, &width,
+                                     &channels, &tp, &out_obj, &table_obj, &bias)) {
+        return NULL;
+    }
+    if (bias != 0 && bias != 500) {
+        PyErr_Format(PyExc_ValueError, "bias must be 0 (floor) or 500 (round), got %zd", bias);
         return NULL;
     }
     if (channels != 1 && channels != 3) {
@@ -329,7 +335,7 @@ static PyObject *patch_entropy(PyObject *self, PyObject *args, PyObject *kwargs)
     }
     Py_BEGIN_ALLOW_THREADS
     run_kernel((const uint8_t *)in.buf, height, width, (int)channels, tp, (double *)out.buf, table, graybuf, hist,
-               gray_row_impl);
+               gray_row_impl, (uint32_t)bias);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 

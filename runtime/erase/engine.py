@@ -27,6 +27,7 @@ import dataclasses
 import enum
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +127,7 @@ class Engine:
         self.selector = methods.stage2_selector(strategy.stage2_selector)
         self.scorer = methods.stage1_scorer(strategy.stage1)
         self.stats: list[list[ImageStats]] = []
+        self._warned_range = False
         self._early: list[stage1.Stage1Result] | None = None  # Stage 1 done before the ViT
         self._call: _Call | None = None
         self._vision: dict[str, Any] | None = None
@@ -265,6 +267,7 @@ class Engine:
                     result = self._early[g]
                 else:
                     result = self._stage1(None if pixels is None else pixels[g], inputs.image_grid[g], g)
+                self._check_pixel_range(result.tokens_total)
                 image[b, slots] = g
                 token[b, slots] = torch.arange(slots.numel(), device=device)
                 dropped = np.ones(slots.numel(), dtype=bool)
@@ -317,12 +320,27 @@ class Engine:
         self.stats = stats
         return self.adapter.prefill_kwargs(call, inputs, repack)
 
+    def _check_pixel_range(self, tokens: int) -> None:
+        """Warn once per handle about an image resized outside the pixel range the profile saw."""
+        lo, hi = self.profile.image_processing.min_pixels, self.profile.image_processing.max_pixels
+        pixels = tokens * self.adapter.pixels_per_token() ** 2
+        if self._warned_range or ((lo is None or pixels >= lo) and (hi is None or pixels <= hi)):
+            return
+        self._warned_range = True
+        warnings.warn(
+            f"an image was resized to {pixels} pixels, outside the range profile {self.profile.name!r} was "
+            f"calibrated at [{lo}, {hi}]: its entropies are not the ones the thresholds were fitted on; create the "
+            f"processor with min_pixels={lo}, max_pixels={hi}",
+            stacklevel=2,
+        )
+
     def _stage1(self, pixels: Any, grid: tuple[int, int], image_no: int) -> stage1.Stage1Result:
         """Stage 1 for one image: ERASE's entropy ranking, or the strategy's scorer."""
         st = self.strategy
         total = grid[0] * grid[1]
         if st.needs_entropy:
-            entropy = stage1.patch_entropy_rgb(pixels, pixels.shape[0] // grid[0])
+            rounding = self.profile.stage1.entropy.grayscale_rounding
+            entropy = stage1.patch_entropy_rgb(pixels, pixels.shape[0] // grid[0], rounding)
             result = stage1.select(entropy, self.profile, self.final_keep_ratio)
         else:
             everything = np.arange(total, dtype=np.int64)

@@ -26,6 +26,7 @@ GRAYSCALE_WEIGHTS = (0.299, 0.587, 0.114)
 ENTROPY_BINS = 256
 ENTROPY_LOG_BASE = "e"
 ENTROPY_STATISTIC = "median_lower"
+GRAYSCALE_ROUNDINGS = ("floor", "round")  # floor: the reference's binning; round: profiles before 0.2
 SOURCES = ("published", "calibrated", "manual")
 
 
@@ -60,6 +61,7 @@ class EntropySettings:
     bins: int = ENTROPY_BINS
     log_base: str = ENTROPY_LOG_BASE
     statistic: str = ENTROPY_STATISTIC
+    grayscale_rounding: str = "floor"
 
 
 @dataclass(frozen=True)
@@ -298,7 +300,7 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
 
     s1 = r.sub("stage1")
     ent = s1.sub("entropy", required=False)
-    entropy = EntropySettings()
+    entropy = EntropySettings(grayscale_rounding="round")  # written before the key existed: rounded
     if ent is not None:
         weights = tuple(ent.as_float(w, "grayscale_weights") for w in ent.list("grayscale_weights"))
         entropy = EntropySettings(
@@ -306,6 +308,7 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
             bins=ent.int("bins"),
             log_base=ent.str("log_base"),
             statistic=ent.str("statistic"),
+            grayscale_rounding=ent.str("grayscale_rounding", required=False) or "round",
         )
         ent.done()
     stage1 = Stage1(
@@ -379,6 +382,8 @@ def _check_profile(p: Profile, source: str) -> None:
         fail("stage1.entropy.log_base", f"only {ENTROPY_LOG_BASE!r} (nats) is supported, got {ent.log_base!r}")
     if ent.statistic != ENTROPY_STATISTIC:
         fail("stage1.entropy.statistic", f"only {ENTROPY_STATISTIC!r} is supported, got {ent.statistic!r}")
+    if ent.grayscale_rounding not in GRAYSCALE_ROUNDINGS:
+        fail("stage1.entropy.grayscale_rounding", f"must be one of {', '.join(GRAYSCALE_ROUNDINGS)}, got {ent.grayscale_rounding!r}")
     n = len(s1.keep_ratios)
     if n < 2:
         fail("stage1.keep_ratios", f"need at least 2 levels, got {n}")

@@ -455,7 +455,7 @@ def numpy_level(image: Any, profile: erase.Profile, final_keep_ratio: float, tok
     """Stage 1's level and global entropy of an image already on the token grid."""
     arr = np.asarray(image.convert("RGB"))
     result = erase.stage1.select(
-        erase.stage1.patch_entropy(erase.stage1.grayscale(arr), token_px), profile, final_keep_ratio
+        erase.stage1.patch_entropy_rgb(arr, token_px, profile.stage1.entropy.grayscale_rounding), profile, final_keep_ratio
     )
     return result.level, result.global_entropy
 

@@ -38,7 +38,8 @@ def inspect(
     token_px = prof.model.fingerprint.pixels_per_token
     original = to_uint8(open_image(image))
     resized = stage1.resized(original, prof)
-    result = stage1.select(stage1.patch_entropy_rgb(resized, token_px), prof, final_keep_ratio)
+    entropy = stage1.patch_entropy_rgb(resized, token_px, prof.stage1.entropy.grayscale_rounding)
+    result = stage1.select(entropy, prof, final_keep_ratio)
     if overlay is not None:
         atomic_write(overlay, png_bytes(render_overlay(resized, result.grid, result.keep_indices, token_px)))
 
