@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${BASE:-.venv}
-TESTS=${TESTS:-tests/test_runtime_conformance.py tests/test_runtime_qwen25vl.py tests/test_runtime_families.py tests/test_hf_boundary.py}
+TESTS=${TESTS:-tests/test_runtime_conformance.py tests/test_runtime_qwen25vl.py tests/test_runtime_families.py tests/test_hf_boundary.py tests/test_fidelity.py}
 [ -x "$BASE/bin/python" ] || { echo "no $BASE: run 'make setup' first" >&2; exit 2; }
 site=$("$BASE/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
@@ -46,7 +46,7 @@ for v in "${versions[@]}"; do
   got=$("$env/bin/python" -c 'import transformers; print(transformers.__version__)')
   [ "$got" = "$v" ] || { printf '| %s | overlay resolved %s |\n' "$v" "$got"; status=1; continue; }
   # shellcheck disable=SC2086
-  if HF_HUB_OFFLINE=1 "$env/bin/python" -m pytest -q -p no:cacheprovider $TESTS > ".matrix/$v.log" 2>&1; then
+  if HF_HUB_OFFLINE=1 "$env/bin/python" -m pytest -q -o addopts= -p no:cacheprovider $TESTS > ".matrix/$v.log" 2>&1; then
     printf '| %s | %s |\n' "$v" "$(tail -n 1 ".matrix/$v.log" | tr -d '=' | sed 's/^ *//;s/ *$//')"
   else
     printf '| %s | FAILED: %s (.matrix/%s.log) |\n' "$v" "$(tail -n 1 ".matrix/$v.log" | tr -d '=' | sed 's/^ *//;s/ *$//')" "$v"
