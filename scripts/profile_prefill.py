@@ -12,7 +12,8 @@ runtime's functions from outside (nothing in `erase` is edited):
   (`stage1.select`); the rest of it is embedding, feature scatter, M-RoPE
   positions and the repack;
 - ERASE Stage 2 (`Engine._layer_post` at layer k): rotated queries, keys
-  (`repeat_kv`), scores, KV eviction, the later layers' masks and rotary tables;
+  (`repeat_kv`), scores (`erase.decoder`, `erase.stage2`), KV eviction
+  (`erase._hf.evict_layers`), the later layers' masks and rotary tables;
 - the decoder layers' attention modules (projections, rotary, SDPA) with SDPA
   alone, and the MLP modules; the rest is norms, embeddings, the LM head and glue.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import statistics
 import time
@@ -32,10 +34,12 @@ from collections import defaultdict
 import torch
 
 import erase
+import erase._hf as hf
 import erase.adapters.qwen2_5_vl as qa
+import erase.decoder as dec
+import erase.methods as em
 import erase.engine as eng
 import erase.stage1 as s1
-import erase.stage2 as s2
 from erase_calibrate.bench import inputs as binputs
 from erase_calibrate.bench import measure, presets
 from erase_calibrate.offline_processor import build_processor
@@ -68,11 +72,10 @@ def patched():
         (eng.Engine, "_prefill", "S1 entry hook total"),
         (eng.Engine, "_layer_post", "S2 layer post-hook total"),
         (eng.Engine, "_layer_pre", "later-layer pre-hooks"),
-        (qa.Qwen25VLAdapter, "rotated_queries", "S2 rotated queries"),
-        (qa.Qwen25VLAdapter, "layer_keys", "S2 keys (repeat_kv)"),
-        (s2, "key_scores", "S2 scores (softmax over keys)"),
-        (qa.Qwen25VLAdapter, "evict", "S2 KV eviction"),
-        (qa.Qwen25VLAdapter, "later_layer_kwargs", "S2 later layers' mask + rotary"),
+        (dec.Decoder, "rotated_queries", "S2 rotated queries"),
+        (dec.Decoder, "keys", "S2 keys (repeat_kv)"),
+        (hf, "evict_layers", "S2 KV eviction"),
+        (dec.Decoder, "after_prune", "S2 later layers' mask + rotary"),
     ]
     saved = []
     for owner, attr, name in targets:
@@ -81,6 +84,11 @@ def patched():
         orig = getattr(owner, attr)
         saved.append((owner, attr, orig))
         setattr(owner, attr, timed(name, orig))
+    # the selector registry holds its scoring function: time it there
+    selector = em.STAGE2_SELECTORS["attention"]
+    em.STAGE2_SELECTORS["attention"] = dataclasses.replace(
+        selector, score=timed("S2 scores (softmax over keys)", selector.score)
+    )
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
@@ -99,6 +107,7 @@ def patched():
         yield
     finally:
         ALL_ATTENTION_FUNCTIONS["sdpa"] = sdpa
+        em.STAGE2_SELECTORS["attention"] = selector
         for owner, attr, orig in reversed(saved):
             setattr(owner, attr, orig)
 
