@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .errors import ImageError
+from . import _args
+from .errors import EraseTypeError, ImageError
 from .imaging import pixel_range, resize_for_tokens, to_uint8
 from .profile import Profile
 
@@ -139,7 +141,14 @@ class Stage1Result:
 
 
 def select(patch_entropy: np.ndarray, profile: Profile, final_keep_ratio: float | None = None) -> Stage1Result:
-    """Level, keep ratio and kept tokens for one image's patch entropies."""
+    """Level, keep ratio and kept tokens for one image's patch entropies (a rows x cols array)."""
+    _check_profile_arg(profile)
+    final_keep_ratio = _args.ratio("final_keep_ratio", final_keep_ratio)
+    if not isinstance(patch_entropy, np.ndarray) or patch_entropy.ndim != 2:
+        raise EraseTypeError(
+            f"patch_entropy: expected a 2-D numpy array (rows x cols), got {_args.type_name(patch_entropy)}"
+            + (f" of shape {patch_entropy.shape}" if isinstance(patch_entropy, np.ndarray) else "")
+        )
     final = profile.stage2.final_keep_ratio if final_keep_ratio is None else final_keep_ratio
     h = global_entropy(patch_entropy)
     level = profile.level_of(h)
@@ -160,8 +169,17 @@ def select(patch_entropy: np.ndarray, profile: Profile, final_keep_ratio: float 
     )
 
 
+def _check_profile_arg(profile: Any) -> None:
+    if not isinstance(profile, Profile):
+        raise EraseTypeError(
+            f"profile: expected an erase.Profile, got {_args.type_name(profile)}"
+            + (" (load one with erase.load_profile(name))" if isinstance(profile, (str, os.PathLike)) else "")
+        )
+
+
 def resized(image: Image.Image | np.ndarray, profile: Profile) -> np.ndarray:
     """The image as the profile's processor settings resize it: HxW or HxWx3 uint8."""
+    _check_profile_arg(profile)
     tpx = profile.model.fingerprint.pixels_per_token
     lo, hi = pixel_range(tpx, profile.image_processing.min_pixels, profile.image_processing.max_pixels)
     return resize_for_tokens(to_uint8(image), tpx, lo, hi)
@@ -175,6 +193,13 @@ def resized_gray(image: Image.Image | np.ndarray, profile: Profile) -> np.ndarra
 def score_image(
     image: Image.Image | np.ndarray, profile: Profile, final_keep_ratio: float | None = None
 ) -> Stage1Result:
-    """Score a raw image: resize as the processor would, then entropy and selection."""
+    """Score a raw image: resize as the processor would, then entropy and selection.
+
+    `image` is a PIL image or a uint8 / uint16 / bool array (HxW, HxWx1, HxWx3, HxWx4);
+    floating-point images and images over the limits of `erase.limits` are refused.
+    `final_keep_ratio` (None: the profile's) must be in (0, 1].
+    """
+    _check_profile_arg(profile)
+    _args.ratio("final_keep_ratio", final_keep_ratio)
     arr = resized(image, profile)
     return select(patch_entropy_rgb(arr, profile.model.fingerprint.pixels_per_token), profile, final_keep_ratio)
