@@ -33,8 +33,14 @@ EXIT_CODES = """Exit codes: 0 current, 3 stale (the reason follows 'stale:'), 2 
 (no such profile, unknown model, malformed profile), one line on stderr."""
 
 
-def _split(value: Optional[str]) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+def _split(option: str, value: Optional[str]) -> list[str]:
+    """A comma-separated option: [] when not given; an empty entry ('', 'a,,b', 'a,') is an error."""
+    if value is None:
+        return []
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):
+        raise EraseError(f"{option} {value!r}: an empty name; give names separated by commas, e.g. chartqa,docvqa")
+    return names
 
 
 _REVISION_HELP = "Hub revision (branch, tag or commit) of MODEL; hub ids only. Default: main."
@@ -94,7 +100,7 @@ def main_command(
     from ..calibration.run import CalibrationConfig, calibrate
 
     config = CalibrationConfig(
-        model=model, alpha=alpha, iters=iters, levels=levels, benchmarks=_split(benchmarks), per_benchmark=per_benchmark,
+        model=model, alpha=alpha, iters=iters, levels=levels, benchmarks=_split("--benchmarks", benchmarks), per_benchmark=per_benchmark,
         seed=seed, storage=storage, study_name=study_name, out=out, device=device, dtype=dtype, min_pixels=min_pixels,
         max_pixels=max_pixels, select=select, warm_start=warm_start, data_dir=data_dir, max_new_tokens=max_new_tokens,
         stage2_keep_ratio=stage2_keep_ratio, final_keep_ratio=final_keep_ratio, revision=revision, if_stale=if_stale,
