@@ -121,9 +121,12 @@ def _pil_to_uint8(im: Image.Image) -> np.ndarray:
         return _scale16(arr.astype(np.uint16))
     if mode in ("L", "1"):
         return np.asarray(im.convert("L"))
-    if mode == "LA":
-        return np.asarray(im.getchannel("L"))
-    return np.asarray(im.convert("RGB"))  # P, PA, RGBA, CMYK, YCbCr, LAB, HSV ...
+    try:
+        if mode == "LA":
+            return np.asarray(im.getchannel("L"))
+        return np.asarray(im.convert("RGB"))  # P, PA, RGBA, CMYK, YCbCr, LAB, HSV ...
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"{source}: unsupported image mode {mode!r} ({exc})") from None
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:

@@ -19,8 +19,8 @@ machine:
   keys; dates stay strings.
 
 The numeric ranges of profile fields that size an allocation
-(pixels per token, processor pixel bounds, level count) are here too, and the
-profile parser checks them. docs/errors.md lists every limit.
+(pixels per token, processor pixel bounds and the tokens they make, level
+count) are here too, and the profile parser checks them. docs/errors.md lists every limit.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ MAX_ASPECT_RATIO = 200  # the Qwen processors refuse more extreme images
 # Ranges of profile fields that size an allocation (see profile.py).
 MAX_PIXELS_PER_TOKEN = 256  # real models: 28 (Qwen2.5-VL, InternVL3), 32 (Qwen3-VL)
 MAX_PROCESSOR_PIXELS = 1 << 26  # min_pixels / max_pixels: 67,108,864 = 8192 x 8192
+MAX_TOKENS_PER_IMAGE = 1 << 18  # min_pixels / max_pixels in tokens: 262,144 (the Qwen default max is 16,384)
 MAX_LEVELS = 16  # complexity levels (the paper uses 4)
 MAX_LAYERS = 4096
 MAX_HIDDEN_SIZE = 1 << 20

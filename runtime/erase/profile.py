@@ -461,6 +461,15 @@ def _check_types(p: Profile, fail: Any) -> None:
             fail(f"stage1.{name}", f"expected a list of numbers, got {type(values).__name__}")
         for i, v in enumerate(values):
             check(f"stage1.{name}[{i}]", v, _NUMBER)
+    token_area = fp.pixels_per_token**2
+    for name in ("min_pixels", "max_pixels"):
+        bound = getattr(p.image_processing, name)
+        if bound is not None and -(-bound // token_area) > limits.MAX_TOKENS_PER_IMAGE:
+            fail(
+                f"image_processing.{name}",
+                f"{bound:,} pixels are {-(-bound // token_area):,} tokens of {fp.pixels_per_token} px, more than "
+                f"{limits.MAX_TOKENS_PER_IMAGE:,} tokens per image",
+            )
     n = len(p.stage1.keep_ratios)
     if n > limits.MAX_LEVELS:
         fail("stage1.keep_ratios", f"at most {limits.MAX_LEVELS} levels are supported, got {n}")

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from . import _args
-from .errors import EraseTypeError, ImageError
+from .errors import EraseTypeError, EraseValueError, ImageError
 from .imaging import pixel_range, resize_for_tokens, to_uint8
 from .profile import Profile
 
@@ -55,6 +55,7 @@ def patch_entropy(gray: np.ndarray, token_px: int) -> np.ndarray:
     Uses H = ln n - (1/n) * sum_v c_v ln c_v over one bincount per strip of
     patch rows, so each histogram block stays in cache.
     """
+    _check_pixels(gray, token_px, channels_ok=False)
     h, w = gray.shape
     if h % token_px or w % token_px:
         raise ImageError(f"image {w}x{h} is not a multiple of the token size {token_px}; resize it first")
@@ -76,6 +77,21 @@ def patch_entropy(gray: np.ndarray, token_px: int) -> np.ndarray:
     return out
 
 
+def _check_pixels(arr: Any, token_px: Any, channels_ok: bool) -> None:
+    """O(1) checks of the entropy functions' arguments (they also run inside generate())."""
+    if isinstance(token_px, bool) or not isinstance(token_px, (int, np.integer)):
+        raise EraseTypeError(f"token_px: expected a whole number >= 1, got {_args.type_name(token_px)}")
+    if token_px < 1:
+        raise EraseValueError(f"token_px must be >= 1, got {token_px}")
+    ok = isinstance(arr, np.ndarray) and (arr.ndim == 2 or (channels_ok and arr.ndim == 3 and arr.shape[2] == 3))
+    if not ok:
+        shape = f" of shape {arr.shape}" if isinstance(arr, np.ndarray) else ""
+        raise EraseTypeError(
+            f"expected an HxW{' or HxWx3' if channels_ok else ''} uint8 array (see erase.imaging.to_uint8), "
+            f"got {_args.type_name(arr)}{shape}"
+        )
+
+
 def kernel_available() -> bool:
     """Whether `patch_entropy_rgb` uses the C kernel (built, and ERASE_NO_KERNEL unset)."""
     return _entropy_kernel is not None and os.environ.get("ERASE_NO_KERNEL", "") in ("", "0")
@@ -87,6 +103,7 @@ def patch_entropy_rgb(arr: np.ndarray, token_px: int) -> np.ndarray:
     Uses the fused C kernel when it is built (same values, bit for bit, at a
     fraction of the time); ERASE_NO_KERNEL=1 forces the numpy reference path.
     """
+    _check_pixels(arr, token_px, channels_ok=True)
     shape_ok = arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)
     if not (kernel_available() and arr.dtype == np.uint8 and shape_ok):
         return patch_entropy(grayscale(arr), token_px)

@@ -305,25 +305,29 @@ def run_trials(
     """Run trials until the study holds `iters` completed ones (counting other workers' too)."""
     run = WorkerRun()
     while count(study, TrialState.COMPLETE) + count(study, TrialState.RUNNING) < iters:
-        with (lock or AskLock(None)).held():
-            trial = study.ask()
-            trial.set_user_attr("worker", WORKER)
-        if trials_before(study, trial.number) >= iters:
-            # Another worker asked at the same moment and took the last slot: this trial is one too many.
-            # FAIL keeps it out of TPE's model and out of the pick; it was never evaluated.
-            trial.set_user_attr("surplus", True)
-            study.tell(trial, state=TrialState.FAIL)
-            run.surplus = True
-            break
+        trial = None
         try:
+            with (lock or AskLock(None)).held(), deferred():  # a signal never separates a trial from its worker's name
+                trial = study.ask()
+                trial.set_user_attr("worker", WORKER)
+            if trials_before(study, trial.number) >= iters:
+                # Another worker asked at the same moment and took the last slot: this trial is one too many.
+                # FAIL keeps it out of TPE's model and out of the pick; it was never evaluated.
+                with deferred():
+                    trial.set_user_attr("surplus", True)
+                    study.tell(trial, state=TrialState.FAIL)
+                run.surplus = True
+                break
             thresholds, keeps = space.suggest(trial)
             result = evaluate(thresholds, keeps)
             record(trial, result)
         except BaseException:  # Ctrl-C, SIGTERM or an error: the trial ends FAIL, not RUNNING forever
-            with deferred(), contextlib.suppress(Exception):
-                study.tell(trial, state=TrialState.FAIL)
+            if trial is not None:
+                with deferred(), contextlib.suppress(Exception):
+                    study.tell(trial, state=TrialState.FAIL)
             raise
-        frozen = study.tell(trial, result.objective)
+        with deferred():
+            frozen = study.tell(trial, result.objective)
         run.completed += 1
         if on_trial is not None:
             on_trial(frozen)
