@@ -116,7 +116,8 @@ class CalibrationConfig:
         check_storage(self.storage)
         if self.data_dir is not None:
             if not os.path.isdir(self.data_dir):
-                raise EraseError(f"--data-dir {self.data_dir}: no such folder")
+                what = "not a folder" if os.path.exists(self.data_dir) else "no such folder"
+                raise EraseError(f"--data-dir {self.data_dir}: {what}")
             if not os.access(self.data_dir, os.R_OK | os.X_OK):
                 raise EraseError(f"--data-dir {self.data_dir}: not a readable folder")
         check_writable(self.out, "--out", folder=True)

@@ -35,7 +35,7 @@ def newest_calibrated(folder: Path, name: str = "demo") -> tuple[erase.Profile, 
 
 def resolve_demo_profile(spec: Optional[str], calibration_dir: Path) -> tuple[erase.Profile, str]:
     """--profile if given; else the newest calibration in `calibration_dir`; else the shipped `demo`."""
-    if spec:
+    if spec is not None:
         return erase.load_profile(spec), spec
     found = newest_calibrated(calibration_dir)
     if found is not None:
