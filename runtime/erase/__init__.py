@@ -6,10 +6,10 @@ The runtime is thin: it reads a profile and prunes inside Hugging Face
 
 from __future__ import annotations
 
-from . import stage1, stage2
+from . import limits, stage1, stage2
 from .apply import EraseHandle, apply
 from .engine import ImageStats
-from .errors import EraseError, ImageError, ProfileError
+from .errors import EraseError, EraseTypeError, EraseValueError, ImageError, ProfileError
 from .matching import ProfileMatch, find_profile, fingerprint_of, match_profile, resolve_profile
 from .profile import SCHEMA_VERSION, Fingerprint, Profile
 from .registry import load_profile, shipped_names
@@ -20,6 +20,8 @@ __version__ = "0.1.0"
 __all__ = [
     "EraseError",
     "EraseHandle",
+    "EraseTypeError",
+    "EraseValueError",
     "Fingerprint",
     "ImageStats",
     "ImageError",
@@ -32,6 +34,7 @@ __all__ = [
     "apply",
     "find_profile",
     "fingerprint_of",
+    "limits",
     "load_profile",
     "match_profile",
     "named_strategy",
