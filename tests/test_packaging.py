@@ -1,10 +1,13 @@
-"""The runtime stays thin, and the layout gives project-owned import names."""
+"""The runtime stays thin, the layout gives project-owned import names, installs carry their data."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FORBIDDEN = ("optuna", "datasets", "typer", "skimage", "erase_calibrate", "click", "matplotlib")
 
@@ -28,3 +31,25 @@ def test_packages_live_under_project_names():
     assert erase.__file__.replace("\\", "/").endswith("runtime/erase/__init__.py")
     assert erase_calibrate.__file__.replace("\\", "/").endswith("calibrate/erase_calibrate/__init__.py")
     assert erase_calibrate.__version__ == erase.__version__
+
+
+def test_shipped_data_is_package_data():
+    """Profiles and the demo checkpoint are found through importlib.resources, as in a wheel."""
+    from importlib import resources
+
+    import erase
+    from erase_calibrate.demo.model import demo_model_path
+
+    shipped = erase.registry.SHIPPED_DIR
+    assert shipped == Path(str(resources.files("erase.profiles")))
+    assert {p.name for p in shipped.glob("*.yaml")} == {p.name for p in (ROOT / "profiles").glob("*.yaml")}
+    demo = demo_model_path()
+    assert demo == Path(str(resources.files("erase_calibrate.data_samples") / "demo-model"))
+    assert (demo / "config.json").is_file()
+
+
+def test_packages_find_nothing_relative_to_their_source_files():
+    """Data is read as package data, never by walking up from a module's file."""
+    sources = [*(ROOT / "runtime" / "erase").rglob("*.py"), *(ROOT / "calibrate" / "erase_calibrate").rglob("*.py")]
+    offenders = [str(p.relative_to(ROOT)) for p in sources if "__file__" in p.read_text(encoding="utf-8")]
+    assert not offenders, offenders
