@@ -6,6 +6,8 @@ The runtime is thin: it reads a profile and prunes inside Hugging Face
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 from . import limits, stage1, stage2
 from .apply import EraseHandle, apply
 from .engine import ImageStats
@@ -15,7 +17,10 @@ from .profile import SCHEMA_VERSION, Fingerprint, Profile
 from .registry import load_profile, shipped_names
 from .strategy import Strategy, named_strategy
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("erase-toolkit")  # pyproject.toml's version, as installed
+except _metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "EraseError",

@@ -1,7 +1,8 @@
 """Finding profiles by name or path.
 
 A name is looked up in the folders of ``ERASE_PROFILE_PATH`` (``os.pathsep``
-separated) and then in the project's shipped ``profiles/`` folder. A folder may
+separated) and then in the shipped profiles (the package data ``erase.profiles``: the
+repository's ``profiles/`` folder, installed with the runtime). A folder may
 hold several versions of one profile (``NAME.yaml``, ``NAME.v2.yaml``, ...); the
 highest ``profile_version`` wins.
 """
@@ -10,19 +11,30 @@ from __future__ import annotations
 
 import os
 import re
+from importlib import resources
 from pathlib import Path
 
 from .errors import EraseTypeError, ProfileError
 from .limits import check_path, read_profile_text
 from .profile import Profile, parse_profile_text
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "profiles"
+
+def _shipped_dir() -> Path | None:
+    """The folder of package ``erase.profiles`` (installed packages live on disk); None for a
+    runtime folder put on sys.path without installing, where the data is not mapped in."""
+    try:
+        return Path(str(resources.files("erase.profiles")))
+    except ModuleNotFoundError:
+        return None
+
+
+SHIPPED_DIR = _shipped_dir()
 _VERSIONED = re.compile(r"^(?P<name>.+?)(?:\.v(?P<v>\d+))?\.ya?ml$")
 
 
 def search_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("ERASE_PROFILE_PATH", "").split(os.pathsep) if p]
-    return [*extra, SHIPPED_DIR]
+    return [*extra, SHIPPED_DIR] if SHIPPED_DIR is not None else extra
 
 
 def read_profile(path: str | os.PathLike[str]) -> Profile:
