@@ -57,33 +57,57 @@ def merged_count(k: int) -> int:
 
 
 def density_peaks(x: torch.Tensor, c: int, k_nn: int = K_NN, block_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Centres (sorted indices) of the c highest density-peak scores, and each row's nearest centre."""
+    """Centres (sorted indices) of the c highest density-peak scores, and each row's nearest centre.
+
+    Identical rows (an InternVL thumbnail repeating a flat tile, say) are
+    computed once, with their multiplicity: they are each other's neighbours
+    at distance exactly 0 and get exactly the same rho, delta and score, so
+    ties go to the lower index as the equations say, not to rounding.
+    """
     x = x.double()
     n, dim = x.shape
     if c >= n:
         idx = np.arange(n, dtype=np.int64)
         return idx, idx.copy()
-    sq = (x * x).sum(dim=1)
+    uniq, inverse, counts = torch.unique(x, dim=0, return_inverse=True, return_counts=True)
+    u = uniq.shape[0]
+    sq = (uniq * uniq).sum(dim=1)
     knn = min(k_nn, n - 1)
-    rho = torch.ones(n, dtype=torch.float64, device=x.device)
+    rho = torch.ones(u, dtype=torch.float64, device=x.device)
+    delta = torch.empty(u, dtype=torch.float64, device=x.device)
     if knn > 0:
-        for a, b in row_blocks(n, n, block_bytes):
-            d2 = squared_distances(x[a:b], x, sq[a:b], sq) / dim
-            d2[torch.arange(b - a, device=x.device), torch.arange(a, b, device=x.device)] = float("inf")  # not its own neighbour
-            rho[a:b] = torch.exp(-d2.topk(knn, dim=1, largest=False).values.sum(dim=1) / knn)
-    delta = torch.empty(n, dtype=torch.float64, device=x.device)
-    for a, b in row_blocks(n, n, block_bytes):
-        d = (squared_distances(x[a:b], x, sq[a:b], sq) / dim).sqrt_()
+        for a, b in row_blocks(u, u, block_bytes):
+            rows = torch.arange(b - a, device=x.device)
+            d2 = squared_distances(uniq[a:b], uniq, sq[a:b], sq) / dim
+            many = counts[a:b] > 1  # a row's own copies are neighbours at distance 0
+            d2[rows, rows + a] = torch.where(many, 0.0, float("inf")).to(d2.dtype)
+            near = d2.topk(min(knn, u), dim=1, largest=False)
+            cnt = counts[near.indices].clone()
+            cnt[near.indices == (rows + a)[:, None]] -= 1  # the row itself is not its neighbour
+            before = cnt.cumsum(dim=1) - cnt
+            take = (knn - before).clamp(min=0).minimum(cnt)
+            total = torch.where(take > 0, near.values * take, torch.zeros_like(near.values)).sum(dim=1)
+            rho[a:b] = torch.exp(-total / knn)
+    for a, b in row_blocks(u, u, block_bytes):
+        rows = torch.arange(b - a, device=x.device)
+        d = (squared_distances(uniq[a:b], uniq, sq[a:b], sq) / dim).sqrt_()
+        d[rows, rows + a] = 0.0
         denser = rho[None, :] > rho[a:b, None]
         nearest_denser = d.masked_fill(~denser, float("inf")).min(dim=1).values
         delta[a:b] = torch.where(denser.any(dim=1), nearest_denser, d.max(dim=1).values)
-    score = (rho * delta).cpu().numpy()
+    score = (rho * delta)[inverse].cpu().numpy()
     centres = np.sort(np.argsort(-score, kind="stable")[:c]).astype(np.int64)
+    # nearest centre, against the centres' distinct rows: copies tie exactly and go to the lowest index
+    rows_of_centres, first = np.unique(inverse[torch.from_numpy(centres).to(x.device)].cpu().numpy(), return_index=True)
+    representative = centres[first]
+    cu = torch.from_numpy(rows_of_centres).to(x.device)
     assign = np.empty(n, dtype=np.int64)
-    xc, sqc = x[torch.from_numpy(centres).to(x.device)], sq[torch.from_numpy(centres).to(x.device)]
-    for a, b in row_blocks(n, c, block_bytes):
-        nearest = squared_distances(x[a:b], xc, sq[a:b], sqc).argmin(dim=1).cpu().numpy()
-        assign[a:b] = centres[nearest]
+    for a, b in row_blocks(u, cu.numel(), block_bytes):
+        d2 = squared_distances(uniq[a:b], uniq[cu], sq[a:b], sq[cu])
+        d2[cu[None, :] == torch.arange(a, b, device=x.device)[:, None]] = 0.0  # a copy of a centre is at 0
+        nearest = d2.argmin(dim=1)
+        rows = torch.nonzero((inverse >= a) & (inverse < b)).flatten()
+        assign[rows.cpu().numpy()] = representative[nearest[inverse[rows] - a].cpu().numpy()]
     assign[centres] = centres
     return centres, assign
 
