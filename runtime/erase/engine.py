@@ -377,6 +377,8 @@ class Engine:
         """Warn once per handle about an image resized outside the pixel range the profile saw."""
         lo, hi = self.profile.image_processing.min_pixels, self.profile.image_processing.max_pixels
         pixels = tokens * self.adapter.pixels_per_token() ** 2
+        if not self.strategy.needs_entropy:  # no entropy thresholds to be off (random, FastV, AdaVTP, ...)
+            return
         if self._warned_range or ((lo is None or pixels >= lo) and (hi is None or pixels <= hi)):
             return
         self._warned_range = True
