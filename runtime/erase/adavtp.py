@@ -80,29 +80,48 @@ def attention_order(attention: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.argsort(-a, kind="stable")
 
 
+CHUNK = 64  # candidates whose distance rows are computed in one product
+
+
 def select(features: torch.Tensor, attention: torch.Tensor, k: int, erank_avg: float, tau_max: float) -> np.ndarray:
-    """The k kept tokens of one image (sorted row-major indices)."""
+    """The k kept tokens of one image (sorted row-major indices).
+
+    Cosine distances are computed for the next `CHUNK` candidates in rank order
+    at once (one matrix product, float64, on the features' device); a
+    candidate dropped by an earlier one of its chunk is skipped, as in the
+    one-at-a-time procedure. At most CHUNK x N distances exist at a time.
+    """
     n = int(features.shape[0])
     k = min(k, n)
     order = attention_order(attention)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(1, n + 1)
     scale = erank(features) / erank_avg * ERANK_SCALE
-    unit = unit_rows(features).cpu().numpy()
+    unit = unit_rows(features)
     alive = np.ones(n, dtype=bool)
     kept: list[int] = []
-    for t in order.tolist():
-        if not alive[t]:
-            continue
-        kept.append(t)
-        if len(kept) == k:
+    queue, pos = order.tolist(), 0
+    while pos < n and len(kept) < k:
+        chunk: list[int] = []
+        while pos < n and len(chunk) < CHUNK:
+            if alive[queue[pos]]:
+                chunk.append(queue[pos])
+            pos += 1
+        if not chunk:
             break
-        alive[t] = False
-        tau = min(tau_max, rank[t] * scale)
-        alive &= (1.0 - unit @ unit[t]) >= tau  # drop the candidates closer than tau
+        rows = (1.0 - unit[torch.tensor(chunk, device=unit.device)] @ unit.T).cpu().numpy()  # [chunk, N]
+        for i, t in enumerate(chunk):
+            if not alive[t]:
+                continue  # dropped by an earlier token of this chunk
+            kept.append(t)
+            if len(kept) == k:
+                break
+            alive[t] = False
+            tau = min(tau_max, rank[t] * scale)
+            alive &= rows[i] >= tau  # drop the candidates closer than tau
     if len(kept) < k:  # candidates ran out: the dropped tokens, in attention order
         taken = np.zeros(n, dtype=bool)
         taken[kept] = True
-        kept.extend(t for t in order.tolist() if not taken[t])
+        kept.extend(t for t in queue if not taken[t])
         kept = kept[:k]
     return np.sort(np.asarray(kept, dtype=np.int64))

@@ -56,19 +56,27 @@ def nearest_cosine_distance(x: torch.Tensor, block_bytes: int | None = None) -> 
     return out
 
 
+ATTENTION_BLOCK_BYTES = 8 << 20  # float32 probabilities per block of queries
+
+
 def received_attention(q: torch.Tensor, k: torch.Tensor, scaling: float, block_bytes: int | None = None) -> torch.Tensor:
     """[n] attention each key receives: softmax(q k^T * scaling) over the keys, averaged over heads and queries.
 
     q, k: [H, n, d] (one image's span of a full-attention block). Computed in
-    float32 blocks of queries (at most `BLOCK_BYTES` of probabilities at a
-    time) and summed in float64; the result sums to 1.
+    float32 blocks of queries (at most `ATTENTION_BLOCK_BYTES` of
+    probabilities at a time): exp(logits - row max) in place, then each row's
+    share 1 / (row sum) weighs the block's column sums in one product; summed
+    in float64. The result sums to 1.
     """
     heads, n, _ = q.shape
-    qf, kt = q.float(), k.float().transpose(-1, -2)
+    qf, kt = q.float() * scaling, k.float().transpose(-1, -2)
     acc = torch.zeros(n, dtype=torch.float64, device=q.device)
-    budget = BLOCK_BYTES if block_bytes is None else block_bytes
+    budget = ATTENTION_BLOCK_BYTES if block_bytes is None else block_bytes
     step = max(1, budget // (4 * heads * max(1, n)))
     for a in range(0, n, step):
-        probs = torch.softmax((qf[:, a : a + step] @ kt) * scaling, dim=-1)
-        acc += probs.sum(dim=(0, 1)).double()
+        e = qf[:, a : a + step] @ kt  # [H, c, n] logits
+        e -= e.amax(dim=-1, keepdim=True)
+        e.exp_()
+        share = e.sum(dim=-1).reciprocal_()  # [H, c]
+        acc += (share.unsqueeze(1) @ e).sum(dim=(0, 1)).double()
     return acc / (heads * n)
