@@ -228,24 +228,21 @@ def plain_vision_attention(name: str, model, seen: dict, vision: dict) -> list[n
 def spy(monkeypatch):
     calls: dict[str, list] = {"stage1": [], "stage2": []}
 
-    def install(stage1_name: str, stage2_name: str | None = None):
-        scorer = methods.STAGE1_SCORERS[stage1_name]
+    def wrap(registry: dict, name: str, field: str, log: list) -> None:
+        entry = registry[name]
+        inner = getattr(entry, field)
 
-        def choose(c):
-            out = scorer.choose(c)
-            calls["stage1"].append((c, out))
+        def recorded(arg):
+            out = inner(arg)
+            log.append((arg, out))
             return out
 
-        monkeypatch.setitem(methods.STAGE1_SCORERS, stage1_name, dataclasses.replace(scorer, choose=choose))
+        monkeypatch.setitem(registry, name, dataclasses.replace(entry, **{field: recorded}))
+
+    def install(stage1_name: str, stage2_name: str | None = None):
+        wrap(methods.STAGE1_SCORERS, stage1_name, "choose", calls["stage1"])
         if stage2_name is not None:
-            selector = methods.STAGE2_SELECTORS[stage2_name]
-
-            def select(h):
-                out = selector.select(h)
-                calls["stage2"].append((h, out))
-                return out
-
-            monkeypatch.setitem(methods.STAGE2_SELECTORS, stage2_name, dataclasses.replace(selector, select=select))
+            wrap(methods.STAGE2_SELECTORS, stage2_name, "select", calls["stage2"])
         return calls
 
     return install

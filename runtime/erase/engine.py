@@ -375,10 +375,10 @@ class Engine:
 
     def _check_pixel_range(self, tokens: int) -> None:
         """Warn once per handle about an image resized outside the pixel range the profile saw."""
-        lo, hi = self.profile.image_processing.min_pixels, self.profile.image_processing.max_pixels
-        pixels = tokens * self.adapter.pixels_per_token() ** 2
         if not self.strategy.needs_entropy:  # no entropy thresholds to be off (random, FastV, AdaVTP, ...)
             return
+        lo, hi = self.profile.image_processing.min_pixels, self.profile.image_processing.max_pixels
+        pixels = tokens * self.adapter.pixels_per_token() ** 2
         if self._warned_range or ((lo is None or pixels >= lo) and (hi is None or pixels <= hi)):
             return
         self._warned_range = True
@@ -507,7 +507,7 @@ class Engine:
                     keep_b[cand] = True
                     continue
                 if by_hidden:
-                    chosen = self._select_hidden(b, g, idx, state, hidden_out, cand, queries, merged)
+                    chosen = self._select_hidden(b, g, state, hidden_out, cand, queries, merged)
                 else:
                     chosen = cand[self.selector.choose(scores[cand], state.budget[g])]
                 keep_b[chosen] = True
@@ -538,7 +538,6 @@ class Engine:
         self,
         b: int,
         g: int,
-        idx: int,
         state: _Call,
         hidden_out: torch.Tensor,
         cand: torch.Tensor,
