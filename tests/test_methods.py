@@ -190,3 +190,27 @@ def test_named_strategies_and_refusals():
     with pytest.raises(erase.EraseError, match="use stage1_site='embeddings'"):
         erase.apply(model, tiny_profile(model), strategy="polymorphic", stage1_site="pixels")
     assert getattr(model, "_erase_handle", None) is None  # nothing was installed
+
+
+def test_attention_from_another_encode_is_never_used():
+    """Image features served from a cache (the ViT does not run): no attention, a one-line error, not stale data."""
+    from erase.references import with_adavtp_reference
+    from erase.testing.conformance import PROMPTS, batch
+    from tiny_qwen import build_processor
+
+    processor = build_processor()
+    model = build_tiny_qwen25vl(tokenizer=processor.tokenizer)
+    inputs = batch(processor, PROMPTS["one"])
+    profile = with_adavtp_reference(tiny_profile(model), model, [inputs])
+    with erase.apply(model, profile, strategy="adavtp") as handle:
+        with torch.no_grad():
+            model(**inputs)  # the ViT runs: its attention ranks the tokens
+        assert handle.stats[0][0].tokens_after_stage1 == 16
+    cached = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"], return_dict=True)
+    model.model.get_image_features = lambda *args, **kwargs: cached  # a feature cache, as the calibrator's
+    try:
+        with erase.apply(model, profile, strategy="adavtp"):
+            with pytest.raises(erase.EraseError, match="saw no vision-encoder attention"), torch.no_grad():
+                model(**inputs)
+    finally:
+        del model.model.get_image_features

@@ -172,6 +172,7 @@ class Engine:
     # ------------------------------------------------------------------ vision input
     def _capture(self, vision: dict[str, Any]) -> None:
         self._vision = vision
+        self._attention = None  # the encoder's attention hook sets it again; stale attention is never used
 
     def _capture_attention(self, attention: torch.Tensor) -> None:
         self._attention = attention
