@@ -359,8 +359,7 @@ class Engine:
             raise EraseError("the vision encoder's attention does not match this prompt's images")
         return attention
 
-    @staticmethod
-    def _merge_stage1(inputs: PrefillInputs, merges: list[tuple[int, torch.Tensor, int, Merge]]) -> None:
+    def _merge_stage1(self, inputs: PrefillInputs, merges: list[tuple[int, torch.Tensor, int, Merge]]) -> None:
         """Each cluster's mean into its centre's slot: the embeddings, and the per-token features (deep-stack)."""
         embeds = inputs.inputs_embeds.clone()
         features = [f.clone() for f in inputs.token_features]
