@@ -32,7 +32,7 @@ REQUIRED = (
     "level",
     "layer",
 )
-ALL_METHODS = ("base", "erase", "stage1", "fastv", "random", "uniform")
+ALL_METHODS = ("base", "erase", "stage1", "fastv", "random", "uniform", "adavtp", "polymorphic")
 
 
 def bench(monkeypatch, capsys, *args):
@@ -97,9 +97,12 @@ def test_schedules_follow_the_strategies(tiny_run):
         assert er["layer"] in (1, 16)  # the 7B profile's early / late layer
         assert s1["layer"] is None and s1["tokens_kept"] == s1["tokens_after_stage1"] == er["tokens_after_stage1"]
         assert fv["layer"] == 1 and fv["tokens_after_stage1"] == tokens and fv["tokens_kept"] == k_final
-        for m in ("random", "uniform"):
+        for m in ("random", "uniform", "adavtp"):
             r = _rec(report, m, tokens)
             assert r["layer"] is None and r["tokens_kept"] == r["tokens_after_stage1"] == k_final
+        poly = _rec(report, "polymorphic", tokens)  # about twice the budget before the LLM, the budget after layer 3
+        assert poly["layer"] == 3 and poly["tokens_after_stage1"] == int(tokens * 0.3 + 1e-9) and poly["tokens_kept"] == k_final
+    assert "computed on the benchmark's own 2 image(s)" in report["facts"]["adavtp_reference"]
 
 
 def test_flop_model_and_kv_cache(tiny_run):
@@ -120,8 +123,9 @@ def test_flop_model_and_kv_cache(tiny_run):
             assert r["kv_fraction"] == pytest.approx((text + r["tokens_kept"]) / (text + tokens), abs=1e-4)
         # FastV keeps layers 0..1 whole: its cache is bigger than ERASE's at the same budget
         assert _rec(report, "fastv", tokens)["kv_bytes"] > _rec(report, "erase", tokens)["kv_bytes"]
-        fv = _rec(report, "fastv", tokens)
-        assert fv["kv_fraction"] == pytest.approx(fv["kv_fraction_expected"], abs=1e-4)
+        for m in ("fastv", "polymorphic"):  # no eviction: layers up to the Stage 2 layer keep Stage 1's tokens
+            r = _rec(report, m, tokens)
+            assert r["kv_fraction"] == pytest.approx(r["kv_fraction_expected"], abs=1e-4)
 
 
 def test_outputs_are_headed_by_the_command(tiny_run):

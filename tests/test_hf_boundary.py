@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import erase
+from erase.references import with_adavtp_reference
 from erase import _hf
 from erase.decoder import Decoder
 from erase.testing import tiny_profile
@@ -131,8 +132,10 @@ def test_the_installed_release_is_inside_the_supported_range():
 
 def test_named_strategies_apply_by_name(tiny):
     model, inputs = tiny
+    # AdaVTP reads reference statistics from the profile; the others ignore them
+    profile = with_adavtp_reference(tiny_profile(model), model, [inputs])
     for name in erase.strategy.NAMED:
-        with erase.apply(model, tiny_profile(model), strategy=name, final_keep_ratio=0.25) as handle:
+        with erase.apply(model, profile, strategy=name, final_keep_ratio=0.25) as handle:
             generate(model, inputs)
             st = handle.stats[0][0]
         assert st.tokens_after_stage2 == erase.stage1.final_count(st.tokens_total, 0.25) or name == "stage1"

@@ -13,6 +13,7 @@ from .adapters import adapter_for, supported_models
 from .engine import Engine, ImageStats
 from .errors import EraseError, EraseTypeError, EraseValueError, ProfileError
 from .matching import AUTO, match_profile, mismatches
+from .methods import stage1_scorer
 from .profile import Profile
 from .registry import load_profile
 from .strategy import ERASE, Strategy, named_strategy
@@ -88,8 +89,8 @@ def apply(
     kept after Stage 2) defaults to the profile's. A named profile calibrated
     for another architecture is refused unless `allow_transfer=True`.
     `strategy` switches to a baseline schedule: a `erase.Strategy`, or a
-    name ("erase", "stage1", "fastv", "random", "uniform"; see
-    `erase.named_strategy`); the default is ERASE.
+    name ("erase", "stage1", "fastv", "random", "uniform", "adavtp",
+    "polymorphic"; see `erase.named_strategy`); the default is ERASE.
     `stage1_site="pixels"` drops Stage 1's tokens before the vision encoder
     (whole 2x2 patch groups; Qwen2.5-VL and Qwen3-VL), so the ViT also runs
     on fewer patches; the default drops them after the merger, as the paper
@@ -124,6 +125,7 @@ def apply(
         if not allow_transfer:
             raise ProfileError(msg + "; pass allow_transfer=True (or the profile 'auto') to use it anyway")
         warnings.warn(msg + "; using it zero-shot (allow_transfer=True)", stacklevel=2)
+    _check_method(strategy, profile, adapter, stage1_site)
     profile.check_depth(adapter.num_layers())
     if strategy.stage2_layer is not None and strategy.stage2_layer >= adapter.num_layers():
         raise EraseError(
@@ -134,3 +136,17 @@ def apply(
     handle = EraseHandle(model, engine)
     model._erase_handle = handle
     return handle
+
+
+def _check_method(strategy: Strategy, profile: Profile, adapter: Any, stage1_site: str) -> None:
+    """What the strategy's scorer needs: the features after the encoder, its attention, the profile's statistics."""
+    scorer = stage1_scorer(strategy.stage1)
+    if (scorer.uses_features or scorer.uses_attention) and stage1_site != "embeddings":
+        raise EraseError(f"Stage 1 scorer {scorer.name!r} ranks the vision encoder's output: use stage1_site='embeddings'")
+    if scorer.uses_attention and not adapter.supports_vision_attention:
+        raise EraseError(f"Stage 1 scorer {scorer.name!r} needs the vision encoder's attention, which {adapter.family} does not expose")
+    if scorer.reference is not None and getattr(profile.methods, scorer.reference) is None:
+        raise EraseError(
+            f"profile {profile.name!r} has no methods.{scorer.reference} statistics, which Stage 1 scorer {scorer.name!r} "
+            "needs; compute them on calibration images (erase.references.with_adavtp_reference, or erase-calibrate)"
+        )

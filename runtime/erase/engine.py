@@ -4,12 +4,15 @@ A call of the model (a `generate()` prefill, or a plain forward) with images
 moves through explicit phases:
 
 - PREFILL: the entry pre-hook merges the vision features, runs Stage 1 on
-  every image (a registered scorer, `erase.methods`), drops the unkept vision
-  tokens and keeps the original positions of the rest;
+  every image (a registered scorer, `erase.methods`, given the patch entropy,
+  the image's features and the vision encoder's attention as it declares),
+  drops the unkept vision tokens, writes merged tokens' means into their
+  centres' slots, and keeps the original positions of the rest;
 - PRUNED: after the Stage 2 layer k of a sample, its vision tokens are
-  re-ranked by the instruction's attention (a registered selector), the
-  dropped ones' KV entries are evicted from layers 0..k, and the layers after
-  k get the pruned mask, rotary tables and positions;
+  re-ranked (a registered selector: the instruction's attention, or the
+  layer's hidden states, possibly merging), the dropped ones' KV entries are
+  evicted from layers 0..k, and the layers after k get the pruned mask,
+  rotary tables and positions;
 - DECODE: each step gets a mask over the compacted cache and the unpruned
   run's positions.
 
@@ -38,6 +41,7 @@ from . import _hf, methods, stage1
 from .adapters.base import Adapter, PrefillInputs
 from .decoder import Decoder
 from .errors import EraseError
+from .merging import Merge, group_means
 from .packing import Repack
 from .profile import Profile
 from .strategy import Strategy
@@ -57,6 +61,11 @@ class ImageStats:
     kept_stage1: np.ndarray  # row-major token indices into the image grid
     kept_stage2: np.ndarray
     grid: tuple[int, int]
+    # Methods that merge tokens (Polymorphic): per token of the grid, the token whose slot
+    # carries it after the stage (itself when kept, its cluster centre when merged, -1 when
+    # dropped or already gone); None for methods that do not merge (or a stage that did not run).
+    merge_stage1: np.ndarray | None = None
+    merge_stage2: np.ndarray | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
@@ -126,11 +135,13 @@ class Engine:
         self.entry_names = _hf.call_args(adapter.entry_module(), "entry")
         self.selector = methods.stage2_selector(strategy.stage2_selector)
         self.scorer = methods.stage1_scorer(strategy.stage1)
+        self.reference = getattr(profile.methods, self.scorer.reference) if self.scorer.reference else None
         self.stats: list[list[ImageStats]] = []
         self._warned_range = False
         self._early: list[stage1.Stage1Result] | None = None  # Stage 1 done before the ViT
         self._call: _Call | None = None
         self._vision: dict[str, Any] | None = None
+        self._attention: torch.Tensor | None = None  # the vision encoder's, for scorers that rank by it
         self._hooks: list[Any] = []
 
     # ------------------------------------------------------------------ install
@@ -139,6 +150,8 @@ class Engine:
         self._hooks.append(entry.register_forward_pre_hook(self._entry_pre, with_kwargs=True))
         self._hooks.append(entry.register_forward_hook(self._entry_post, with_kwargs=True))
         self._hooks.append(self.adapter.watch_vision_input(self._capture))
+        if self.scorer.uses_attention:
+            self._hooks.append(self.adapter.watch_vision_attention(self._capture_attention))
         if self.stage1_site == "pixels":
             vision = self.adapter.vision_module()
             self._hooks.append(vision.register_forward_pre_hook(self._vision_pre, with_kwargs=True))
@@ -153,11 +166,16 @@ class Engine:
         self._hooks.clear()
         self._call = None
         self._vision = None
+        self._attention = None
         self._early = None
 
     # ------------------------------------------------------------------ vision input
     def _capture(self, vision: dict[str, Any]) -> None:
         self._vision = vision
+        self._attention = None  # the encoder's attention hook sets it again; stale attention is never used
+
+    def _capture_attention(self, attention: torch.Tensor) -> None:
+        self._attention = attention
 
     def _vision_pre(self, module, args, kwargs):
         pixels, grids = self.adapter.images_from_vision(self._vision)
@@ -260,13 +278,23 @@ class Engine:
         layer_of_sample: dict[int, int] = {}
         needs_pixels = self._early is None and self.strategy.needs_entropy
         pixels = self.adapter.images_from_vision(inputs.vision)[0] if needs_pixels else None
+        attention = self._token_attention(inputs) if self.scorer.uses_attention else None
+        merges: list[tuple[int, torch.Tensor, int, Merge]] = []  # (sample, slots, first feature row, merge)
         g = 0
         for b, per_image in enumerate(inputs.image_slots):
             for slots in per_image:
                 if self._early is not None:
                     result = self._early[g]
                 else:
-                    result = self._stage1(None if pixels is None else pixels[g], inputs.image_grid[g], g)
+                    result = self._stage1(
+                        None if pixels is None else pixels[g],
+                        inputs.image_grid[g],
+                        g,
+                        features=inputs.inputs_embeds[b, slots] if self.scorer.uses_features else None,
+                        attention=None if attention is None else attention[g],
+                    )
+                if result.carrier is not None:
+                    merges.append((b, slots, first_row[-1], Merge(result.keep_indices, result.carrier)))
                 self._check_pixel_range(result.tokens_total)
                 image[b, slots] = g
                 token[b, slots] = torch.arange(slots.numel(), device=device)
@@ -288,6 +316,7 @@ class Engine:
                         kept_stage1=result.keep_indices,
                         kept_stage2=result.keep_indices,
                         grid=result.grid,
+                        merge_stage1=result.carrier,
                     )
                 )
                 owner.append(b)
@@ -302,6 +331,8 @@ class Engine:
         pending: dict[int, list[int]] = {}
         for b, layer in sorted(layer_of_sample.items()):
             pending.setdefault(layer, []).append(b)
+        if merges:
+            self._merge_stage1(inputs, merges)
 
         repack = Repack.from_keep([torch.nonzero(keep_mask[b]).flatten() for b in range(bsz)], device)
         layout = _Layout(image, token, inputs.attention).apply(repack)
@@ -320,8 +351,32 @@ class Engine:
         self.stats = stats
         return self.adapter.prefill_kwargs(call, inputs, repack)
 
+    def _token_attention(self, inputs: PrefillInputs) -> list[torch.Tensor]:
+        if self._attention is None:
+            raise EraseError("ERASE saw no vision-encoder attention for this prompt's images")
+        attention = self.adapter.token_attention(self._attention, inputs.vision)
+        if [a.numel() for a in attention] != [h * w for h, w in inputs.image_grid]:
+            raise EraseError("the vision encoder's attention does not match this prompt's images")
+        return attention
+
+    def _merge_stage1(self, inputs: PrefillInputs, merges: list[tuple[int, torch.Tensor, int, Merge]]) -> None:
+        """Each cluster's mean into its centre's slot: the embeddings, and the per-token features (deep-stack)."""
+        embeds = inputs.inputs_embeds.clone()
+        features = [f.clone() for f in inputs.token_features]
+        for b, slots, first, merge in merges:
+            where, means = group_means(inputs.inputs_embeds[b, slots], merge)
+            embeds[b, slots[torch.from_numpy(where).to(slots.device)]] = means.to(embeds.dtype)
+            for f in features:
+                rows = torch.arange(first, first + slots.numel(), device=f.device)
+                where, means = group_means(f[rows], merge)
+                f[rows[torch.from_numpy(where).to(f.device)]] = means.to(f.dtype)
+        inputs.inputs_embeds = embeds
+        inputs.token_features = features
+
     def _check_pixel_range(self, tokens: int) -> None:
         """Warn once per handle about an image resized outside the pixel range the profile saw."""
+        if not self.strategy.needs_entropy:  # no entropy thresholds to be off (random, FastV, AdaVTP, ...)
+            return
         lo, hi = self.profile.image_processing.min_pixels, self.profile.image_processing.max_pixels
         pixels = tokens * self.adapter.pixels_per_token() ** 2
         if self._warned_range or ((lo is None or pixels >= lo) and (hi is None or pixels <= hi)):
@@ -334,7 +389,14 @@ class Engine:
             stacklevel=2,
         )
 
-    def _stage1(self, pixels: Any, grid: tuple[int, int], image_no: int) -> stage1.Stage1Result:
+    def _stage1(
+        self,
+        pixels: Any,
+        grid: tuple[int, int],
+        image_no: int,
+        features: torch.Tensor | None = None,
+        attention: torch.Tensor | None = None,
+    ) -> stage1.Stage1Result:
         """Stage 1 for one image: ERASE's entropy ranking, or the strategy's scorer."""
         st = self.strategy
         total = grid[0] * grid[1]
@@ -352,9 +414,13 @@ class Engine:
         ratio = 1.0 if self.scorer.keeps_all else (st.stage1_keep_ratio or result.keep_ratio)
         ratio = max(ratio, self.final_keep_ratio)
         k = max(1, stage1.keep_count(total, ratio))
-        keep = self.scorer.choose(methods.TokenChoice(total, k, result.patch_entropy, st.seed, image_no))
+        choice = methods.TokenChoice(total, k, result.patch_entropy, st.seed, image_no, features, attention, self.reference)
+        keep = self.scorer.choose(choice)
+        carrier = None
+        if isinstance(keep, Merge):
+            keep, carrier = keep.keep, keep.carrier
         final = stage1.final_count(total, self.final_keep_ratio)
-        return dataclasses.replace(result, keep_ratio=ratio, keep_indices=keep, skip_stage2=k <= final)
+        return dataclasses.replace(result, keep_ratio=ratio, keep_indices=keep, skip_stage2=k <= final, carrier=carrier)
 
     # ------------------------------------------------------------------ decoder layers
     def _layer_pre(self, idx, module, args, kwargs):
@@ -413,9 +479,11 @@ class Engine:
     def _stage2(self, idx: int, state: _Call, call: _hf.CallArgs, hidden_out: torch.Tensor) -> torch.Tensor:
         hidden_in = call.hidden
         layout = state.layout
-        keys = self.decoder.keys(idx, call)  # [B, H, L, D]
+        by_hidden = self.selector.select is not None
+        keys = None if by_hidden else self.decoder.keys(idx, call)  # [B, H, L, D]
         scaling = self.decoder.scaling(idx)
         keep: list[torch.Tensor] = []
+        merged: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (sample, centre slots, means)
         for b in range(hidden_in.shape[0]):
             valid = layout.valid[b]
             slots = torch.nonzero(valid).flatten()
@@ -428,8 +496,9 @@ class Engine:
             queries = torch.nonzero(valid & ~is_image & after).flatten()
             if queries.numel() == 0:  # prompt ends with the image: the last token asks
                 queries = slots[-1:]
-            q = self.decoder.rotated_queries(idx, call, queries, b)
-            scores = self.selector.score(q, keys[b], queries, valid, scaling)
+            if not by_hidden:
+                q = self.decoder.rotated_queries(idx, call, queries, b)
+                scores = self.selector.score(q, keys[b], queries, valid, scaling)
             keep_b = valid & ~is_image
             for g in torch.unique(layout.image[b][is_image]).tolist():
                 st = state.image_stats(g)
@@ -437,13 +506,20 @@ class Engine:
                 if st.layer is None:  # Stage 1 already at budget: keep its tokens
                     keep_b[cand] = True
                     continue
-                chosen = cand[self.selector.choose(scores[cand], state.budget[g])]
+                if by_hidden:
+                    chosen = self._select_hidden(b, g, state, hidden_out, cand, queries, merged)
+                else:
+                    chosen = cand[self.selector.choose(scores[cand], state.budget[g])]
                 keep_b[chosen] = True
                 st.kept_stage2 = np.sort(layout.token[b, chosen].cpu().numpy())
                 st.tokens_after_stage2 = int(chosen.numel())
                 if self.strategy.evict:
                     st.kv_evicted = (st.tokens_after_stage1 - st.tokens_after_stage2) * (idx + 1)
             keep.append(torch.nonzero(keep_b).flatten())
+        if merged:  # each cluster's mean into its centre's slot, before the repack
+            hidden_out = hidden_out.clone()
+            for b, slots, means in merged:
+                hidden_out[b, slots] = means.to(hidden_out.dtype)
         repack = Repack.from_keep(keep, hidden_in.device)
         if self.strategy.evict:
             _hf.evict_layers(call.cache, idx, lambda t: repack.seq(t, dim=2))
@@ -457,3 +533,35 @@ class Engine:
         state.pruned_at = idx
         state.phase = Phase.PRUNED
         return new_hidden
+
+    def _select_hidden(
+        self,
+        b: int,
+        g: int,
+        state: _Call,
+        hidden_out: torch.Tensor,
+        cand: torch.Tensor,
+        queries: torch.Tensor,
+        merged: list[tuple[int, torch.Tensor, torch.Tensor]],
+    ) -> torch.Tensor:
+        """One image's kept slots by a hidden-state selector; merges go to `merged` and the per-token features."""
+        out = self.selector.select(methods.HiddenChoice(hidden_out[b, cand], hidden_out[b, queries], state.budget[g]))
+        if not isinstance(out, Merge):
+            return cand[torch.as_tensor(out, dtype=torch.long, device=cand.device)]
+        keep = torch.from_numpy(out.keep).to(cand.device)
+        where, means = group_means(hidden_out[b, cand], out)
+        tokens = state.layout.token[b, cand]
+        if where.size:
+            merged.append((b, cand[torch.from_numpy(where).to(cand.device)], means))
+            rows = state.first_row[g] + tokens  # later deep-stack additions carry the clusters' means too
+            state.token_features = [f.clone() for f in state.token_features]
+            for f in state.token_features:
+                w, m = group_means(f[rows.to(f.device)], out)
+                f[rows[torch.from_numpy(w).to(rows.device)].to(f.device)] = m.to(f.dtype)
+        st = state.image_stats(g)
+        carrier = np.full(st.tokens_total, -1, dtype=np.int64)
+        alive = out.carrier >= 0
+        tok = tokens.cpu().numpy()
+        carrier[tok[alive]] = tok[out.carrier[alive]]
+        st.merge_stage2 = carrier
+        return cand[keep]

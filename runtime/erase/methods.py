@@ -1,20 +1,48 @@
 """Registries of the pruning methods: Stage 1 scorers and Stage 2 selectors.
 
 Stage logic only: a scorer picks an image's kept tokens from what it is
-given, a selector scores tokens by attention; neither knows a model. A new
+given, a selector picks them inside the LLM; neither knows a model. A new
 method is one registration here (or in a module that imports this one).
+
+What a scorer is given is declared on it: patch entropy (`uses_entropy`), the
+image's vision features as the LLM receives them (`uses_features`), the
+attention each token receives in the vision encoder (`uses_attention`,
+`Adapter.token_attention`), and statistics the profile holds for the method
+(`reference`: the name of a `Profile.methods` field, required to apply it).
+A scorer returns the kept row-major indices, or a `Merge` (kept indices and,
+per token, the kept token whose slot carries it): merged tokens become the
+mean of their cluster, in their centre's slot.
+
+A Stage 2 selector either scores tokens by the instruction's attention at the
+layer (`score`, then `choose`), or selects from the layer's output hidden
+states (`select`, given a `HiddenChoice`), possibly merging (a `Merge`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from . import stage1, stage2
+from . import adavtp, polymorphic, stage1, stage2
 from .baselines import random_keep, uniform_keep
+from .merging import Merge
+
+__all__ = [
+    "HiddenChoice",
+    "Merge",
+    "STAGE1_SCORERS",
+    "STAGE2_SELECTORS",
+    "Stage1Scorer",
+    "Stage2Selector",
+    "TokenChoice",
+    "register_stage1",
+    "register_stage2",
+    "stage1_scorer",
+    "stage2_selector",
+]
 
 
 @dataclass(frozen=True)
@@ -26,22 +54,44 @@ class TokenChoice:
     entropy: np.ndarray | None  # per-token patch entropy; None unless the scorer uses it
     seed: int
     image_no: int  # position of the image in the batch (seeds the random scorer)
+    features: torch.Tensor | None = None  # [total, C] the image's features as the LLM receives them
+    attention: torch.Tensor | None = None  # [total] attention each token receives in the vision encoder
+    reference: Any = None  # the profile's statistics for the scorer (`Profile.methods.<reference>`)
 
 
 @dataclass(frozen=True)
 class Stage1Scorer:
     name: str
-    choose: Callable[[TokenChoice], np.ndarray]  # sorted row-major indices, k of them
+    # sorted row-major indices, k of them; or a Merge whose kept indices number k
+    choose: Callable[[TokenChoice], "np.ndarray | Merge"]
     uses_entropy: bool = False
     keeps_all: bool = False  # ignores the keep ratio (no Stage 1 pruning)
+    uses_features: bool = False
+    uses_attention: bool = False
+    reference: str | None = None  # a `Profile.methods` field the profile must hold
+
+
+@dataclass(frozen=True)
+class HiddenChoice:
+    """What a hidden-state Stage 2 selector sees of one image at its layer."""
+
+    vision: torch.Tensor  # [M, d] the layer's output at the image's tokens still present, in sequence order
+    text: torch.Tensor  # [Q, d] the layer's output at the instruction's text tokens
+    k: int  # tokens the image keeps
 
 
 @dataclass(frozen=True)
 class Stage2Selector:
     name: str
     # (queries [H, Q, D], keys [H, L, D], query slots [Q], valid keys [L], scaling) -> score per key [L]
-    score: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+    score: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None
     choose: Callable[[torch.Tensor, int], torch.Tensor] = stage2.top_tokens
+    # from the layer's hidden states instead: indices into HiddenChoice.vision, or a Merge over them
+    select: Callable[[HiddenChoice], Merge] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.score is None) == (self.select is None):
+            raise ValueError(f"Stage 2 selector {self.name!r} needs exactly one of score (attention) or select (hidden states)")
 
 
 STAGE1_SCORERS: dict[str, Stage1Scorer] = {}
@@ -81,4 +131,20 @@ register_stage1(Stage1Scorer("random", lambda c: random_keep(c.total, c.k, np.ra
 register_stage1(Stage1Scorer("uniform", lambda c: uniform_keep(c.total, c.k)))
 register_stage1(Stage1Scorer("none", lambda c: np.arange(c.total, dtype=np.int64), keeps_all=True))
 
+register_stage1(
+    Stage1Scorer(
+        "adavtp",
+        lambda c: adavtp.select(c.features, c.attention, c.k, c.reference.erank_avg, c.reference.tau_max),
+        uses_features=True,
+        uses_attention=True,
+        reference="adavtp",
+    )
+)
+register_stage1(
+    Stage1Scorer(
+        "polymorphic", lambda c: polymorphic.stage1(c.features, c.attention, c.k), uses_features=True, uses_attention=True
+    )
+)
+
 register_stage2(Stage2Selector("attention", stage2.key_scores))
+register_stage2(Stage2Selector("polymorphic", select=lambda h: polymorphic.stage2(h.vision, h.text, h.k)))

@@ -34,6 +34,7 @@ GRAYSCALE_ROUNDINGS = ("floor", "round")  # floor: the reference's binning; roun
 SOURCES = ("published", "calibrated", "manual")
 MAX_PROFILE_VERSION = 2**31 - 1
 MAX_NAME_LENGTH = 128
+ADAVTP_TAU_MAX_RULES = ("p95_nearest_cosine",)  # see erase.adavtp.TAU_MAX_RULE
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,26 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class AdaVTPReference:
+    """AdaVTP's reference statistics (erase.adavtp), computed on calibration images."""
+
+    erank_avg: float  # mean effective rank of the images' vision features
+    tau_max: float  # cap of the cosine-distance threshold
+    images: int  # reference images they were computed on
+    tau_max_rule: str = ADAVTP_TAU_MAX_RULES[0]
+
+
+@dataclass(frozen=True)
+class Methods:
+    """Statistics other pruning methods read from the profile; absent in profiles written before them."""
+
+    adavtp: AdaVTPReference | None = None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     profile_version: int
@@ -115,6 +136,7 @@ class Profile:
     stage2: Stage2
     calibration: Calibration
     schema_version: int = SCHEMA_VERSION
+    methods: Methods = field(default_factory=Methods)
 
     def __post_init__(self) -> None:
         _check_profile(self, "<profile>")
@@ -142,7 +164,11 @@ class Profile:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
+        out = _to_plain(self)
+        methods = {k: v for k, v in out.pop("methods").items() if v is not None}
+        if methods:  # written only when there is something: older readers see the same file as before
+            out["methods"] = methods
+        return out
 
     def to_yaml(self) -> str:
         return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
@@ -377,13 +403,29 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
     )
     c.done()
 
+    methods = Methods()
+    ms = r.sub("methods", required=False)
+    if ms is not None:
+        a = ms.sub("adavtp", required=False)
+        if a is not None:
+            methods = Methods(
+                adavtp=AdaVTPReference(
+                    erank_avg=a.float("erank_avg"),
+                    tau_max=a.float("tau_max"),
+                    images=a.int("images", minimum=1),
+                    tau_max_rule=a.str("tau_max_rule"),
+                )
+            )
+            a.done()
+        ms.done()
+
     name = r.str("name")
     why = _check_name(name)
     if why:
         r.fail(why, "name")
     profile_version = r.int("profile_version", minimum=1, maximum=MAX_PROFILE_VERSION)
     r.done()
-    return _build(source, name, profile_version, model, image_processing, stage1, stage2, calibration)
+    return _build(source, name, profile_version, model, image_processing, stage1, stage2, calibration, methods=methods)
 
 
 def _iso_date(text: str) -> bool:
@@ -398,10 +440,10 @@ def _iso_date(text: str) -> bool:
     return True
 
 
-def _build(source: str, *args: Any) -> Profile:
+def _build(source: str, *args: Any, **kwargs: Any) -> Profile:
     # Re-tag the consistency errors raised in __post_init__ with the real source.
     try:
-        return Profile(*args)
+        return Profile(*args, **kwargs)
     except ProfileError as exc:
         raise ProfileError(str(exc).replace("<profile>", source, 1)) from None
 
@@ -540,6 +582,14 @@ def _check_profile(p: Profile, source: str) -> None:
     a = p.calibration.alpha
     if a is not None and not 0.0 <= a <= 1.0:
         fail("calibration.alpha", f"must be in [0, 1], got {a}")
+    ada = p.methods.adavtp
+    if ada is not None:
+        if not ada.erank_avg >= 1.0:
+            fail("methods.adavtp.erank_avg", f"an effective rank is at least 1, got {ada.erank_avg}")
+        if not 0.0 < ada.tau_max <= 2.0:
+            fail("methods.adavtp.tau_max", f"a cosine distance cap must be in (0, 2], got {ada.tau_max}")
+        if ada.tau_max_rule not in ADAVTP_TAU_MAX_RULES:
+            fail("methods.adavtp.tau_max_rule", f"must be one of {list(ADAVTP_TAU_MAX_RULES)}, got {ada.tau_max_rule!r}")
     if p.schema_version != SCHEMA_VERSION:
         fail("schema_version", f"this toolkit writes version {SCHEMA_VERSION}, got {p.schema_version}")
 

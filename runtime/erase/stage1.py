@@ -159,6 +159,9 @@ class Stage1Result:
     keep_indices: np.ndarray
     stage2_layer: int
     skip_stage2: bool
+    # per token, the kept token whose slot carries it (itself, or its cluster centre; -1 if dropped),
+    # when the scorer merges tokens (erase.merging); None otherwise
+    carrier: np.ndarray | None = None
 
     @property
     def tokens_total(self) -> int:

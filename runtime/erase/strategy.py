@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from . import polymorphic
 from .methods import STAGE1_SCORERS, STAGE2_SELECTORS, stage1_scorer
 
 FASTV_LAYER = 1  # FastV prunes after its layer K=2, i.e. inside the second decoder layer (0-based 1)
@@ -21,12 +22,15 @@ class Strategy:
 
     stage1: how Stage 1 ranks an image's tokens, a registered scorer
         (`erase.methods`): "entropy" (ERASE), "random" (seeded), "uniform"
-        (evenly spaced in row-major order) or "none" (keep all).
+        (evenly spaced in row-major order), "none" (keep all), "adavtp"
+        (`erase.adavtp`) or "polymorphic" (`erase.polymorphic`, merges).
     stage1_keep_ratio: one keep ratio for every image instead of the profile's
         per-level ratio (baselines compare at equal ratios).
     stage2: run Stage 2 at all.
     stage2_layer: one 0-based layer for every image instead of the level's.
-    stage2_selector: how Stage 2 scores tokens, a registered selector ("attention").
+    stage2_selector: how Stage 2 picks tokens, a registered selector: "attention"
+        (the instruction's attention at the layer) or "polymorphic" (rater
+        alignment of the layer's hidden states, merges).
     evict: evict the dropped tokens' KV entries from layers 0..k (ERASE); off,
         they stay cached there and decoding still attends to them (FastV-style).
     seed: for stage1="random".
@@ -70,11 +74,23 @@ NAMED: dict[str, Callable[[float], Strategy]] = {
     "fastv": lambda final: Strategy(stage1="none", stage2_layer=FASTV_LAYER, evict=False),
     "random": lambda final: Strategy(stage1="random", stage1_keep_ratio=final, stage2=False),
     "uniform": lambda final: Strategy(stage1="uniform", stage1_keep_ratio=final, stage2=False),
+    # AdaVTP prunes before the LLM only, to the final budget.
+    "adavtp": lambda final: Strategy(stage1="adavtp", stage1_keep_ratio=final, stage2=False),
+    # Polymorphic: about twice the budget after Stage 1, the budget after its fixed layer;
+    # without eviction, like the in-prefill pruning of FastV (layers up to it keep their cache).
+    "polymorphic": lambda final: Strategy(
+        stage1="polymorphic",
+        stage1_keep_ratio=min(1.0, polymorphic.STAGE1_FACTOR * final),
+        stage2_layer=polymorphic.LAYER,
+        stage2_selector="polymorphic",
+        evict=False,
+    ),
 }
 
 
 def named_strategy(name: str, final_keep_ratio: float) -> Strategy:
-    """The strategy called `name` ("erase", "stage1", "fastv", "random", "uniform") at a final keep ratio."""
+    """The strategy called `name` (a key of `NAMED`: "erase", "stage1", "fastv", "random", "uniform",
+    "adavtp", "polymorphic") at a final keep ratio."""
     try:
         make = NAMED[name]
     except KeyError:

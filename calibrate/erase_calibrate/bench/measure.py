@@ -309,7 +309,7 @@ def expected_kv_tokens(method: str, schedule: Schedule, layers: int) -> float:
         return float(full)
     if schedule.layer is None:
         return float(first)
-    if method == "fastv":  # no eviction: layers 0..k keep everything Stage 1 kept
+    if not named_strategy(method, 1.0).evict:  # fastv, polymorphic: layers 0..k keep everything Stage 1 kept
         k = schedule.layer
         return ((k + 1) * first + (layers - k - 1) * later) / layers
     return float(later)

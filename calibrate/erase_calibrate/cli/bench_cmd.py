@@ -60,7 +60,7 @@ def command_line() -> str:
 def bench(
     model: str = typer.Option(..., "--model", "-m", help="Preset (qwen2.5-vl-7b, qwen2.5-vl-3b, qwen2.5-vl-7b-mini, qwen2.5-vl-3b-mini, tiny), demo (the shipped trained model) or a local checkpoint directory."),
     tokens: str = typer.Option("1024", "--tokens", help="Comma-separated vision-token counts, e.g. 1024,4096."),
-    methods: str = typer.Option("base,erase", "--methods", help="Comma-separated: base, erase, stage1, fastv, random, uniform."),
+    methods: str = typer.Option("base,erase", "--methods", help="Comma-separated: base, erase, stage1, fastv, random, uniform, adavtp, polymorphic."),
     final_keep_ratio: Optional[str] = typer.Option(None, "--final-keep-ratio", metavar="R", help="Share of vision tokens kept at the end (default: the profile's, 0.15)."),
     new_tokens: str = typer.Option("8", "--new-tokens", metavar="N", help="Tokens generated per run (decode is timed over N-1 steps)."),
     repeats: str = typer.Option("3", "--repeats", metavar="N", help="Timed repeats per (method, tokens); medians are reported."),
@@ -111,6 +111,7 @@ def bench(
 
     import erase
     import torch
+    from erase.references import with_adavtp_reference
 
     from ..bench import report as breport
     from ..offline_processor import build_processor
@@ -185,6 +186,19 @@ def bench(
         )
         log(f"  {t} tokens: image {im.width}x{im.height}, {vision} vision + {int(ids.numel()) - vision} text tokens, level {level} (H = {entropy:.3f})")
 
+    # AdaVTP reads reference statistics from the profile; the shipped profiles have none
+    # (they need the real model), so they come from the benchmark's own images: right for
+    # timing, not for accuracy.
+    reference_note = None
+    if "adavtp" in method_list and prof.methods.adavtp is None:
+        prof = with_adavtp_reference(prof, mdl, [c.inputs for c in cases])
+        ref = prof.methods.adavtp
+        reference_note = (
+            f"AdaVTP reference statistics computed on the benchmark's own {ref.images} image(s) "
+            f"(erank_avg {ref.erank_avg:.3f}, tau_max {ref.tau_max:.4f}): for timing only"
+        )
+        log(f"  {reference_note}")
+
     # ---- measure
     machine = measure.machine_facts(dev)
     started = _dt.datetime.now().astimezone()
@@ -214,7 +228,7 @@ def bench(
             "prompt": binputs.PROMPT,
             "seed": n_seed,
         },
-        "facts": facts,
+        "facts": {**facts, **({"adavtp_reference": reference_note} if reference_note else {})},
         "definitions": {
             "predicted_speedup": "LLM prefill FLOPs of base / method, from the schedule applied (ViT excluded)",
             "measured_speedup": "LLM prefill time (first forward of generate) of base / method",

@@ -29,7 +29,14 @@ from .version import (
     supported_range,
     transformers_version,
 )
-from .vision import vision_interpolation, vision_position_ids, vision_window_index
+from .vision import (
+    vision_attention_inputs,
+    vision_feature_layer,
+    vision_interpolation,
+    vision_position_ids,
+    vision_rotary,
+    vision_window_index,
+)
 
 __all__ = [
     "NEWEST",
@@ -55,8 +62,11 @@ __all__ = [
     "supported_range",
     "transformers_version",
     "videos_in",
+    "vision_attention_inputs",
+    "vision_feature_layer",
     "vision_interpolation",
     "vision_position_ids",
+    "vision_rotary",
     "vision_window_index",
     "without_images",
 ]

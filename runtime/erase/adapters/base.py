@@ -45,6 +45,7 @@ class Adapter(ABC):
     model_types: tuple[str, ...] = ()  # `config.model_type` values the adapter serves
     position_rows: int = 3  # rows of the position ids the LLM rotates with (3: M-RoPE, 1: RoPE)
     supports_pixel_site: bool = False  # implements prune_vision_input / expand_vision_output
+    supports_vision_attention: bool = False  # implements watch_vision_attention / token_attention / image_features
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -113,6 +114,24 @@ class Adapter(ABC):
         token it holds (its row in `features`), -1 elsewhere.
         """
         return None
+
+    # ---- what AdaVTP and Polymorphic rank tokens by (scorers with uses_attention)
+    def watch_vision_attention(self, callback: Callable[[torch.Tensor], None]) -> Any:
+        """Call `callback` with the attention of the vision encoder's chosen block, each time the encoder runs.
+
+        What is handed over is the adapter's own (per ViT patch, in the block's
+        order); `token_attention` turns it into per-token values. Returns an
+        object with `.remove()`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not expose its vision encoder's attention")
+
+    def token_attention(self, raw: torch.Tensor, vision: dict[str, Any]) -> list[torch.Tensor]:
+        """Per image (batch order): the attention each of its LLM tokens receives, [tokens] in prompt order."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its vision encoder's attention")
+
+    def image_features(self, inputs: dict[str, Any]) -> list[torch.Tensor]:
+        """Per image: the features the LLM receives for it, [tokens, D] in prompt order (a processor output in)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its image features")
 
     # ---- Stage 1 before the vision encoder (stage1_site="pixels")
     def prune_vision_input(self, args: tuple, kwargs: dict[str, Any], keep: list[np.ndarray]) -> tuple[tuple, dict]:

@@ -57,6 +57,7 @@ class InternVLAdapter(MultimodalAdapter):
     family = "internvl"
     model_types = ("internvl",)
     position_rows = 1
+    supports_vision_attention = True
     # The InternVL3 processors normalise with the ImageNet statistics.
     image_mean: tuple[float, ...] = IMAGENET_MEAN
     image_std: tuple[float, ...] = IMAGENET_STD
@@ -69,6 +70,7 @@ class InternVLAdapter(MultimodalAdapter):
         if self.tile_px % self.token_px:
             raise EraseError(f"InternVL tile side {self.tile_px} is not a multiple of the token size {self.token_px}")
         self.tokens_per_tile = (self.tile_px // self.token_px) ** 2
+        self.shuffle = _shuffle(config)
 
     @classmethod
     def fingerprint_from_config(cls, config: Any) -> Fingerprint:
@@ -151,6 +153,50 @@ class InternVLAdapter(MultimodalAdapter):
                 images.append(None)
             start += n
         return images, grids
+
+    # ---- the vision encoder's attention (AdaVTP, Polymorphic): the [CLS] token's
+    def watch_vision_attention(self, callback: Callable[[torch.Tensor], None]) -> Any:
+        """[tiles, patches]: the [CLS] query's attention over each tile's patches, in the ViT layer whose output
+        the model takes (`vision_feature_layer`), averaged over heads, without [CLS] itself and renormalised
+        (AdaVTP's Eq. 1)."""
+        layers = self.mm.vision_tower.encoder.layer
+        attn = layers[_hf.vision_feature_layer(self.model.config, len(layers))].attention
+
+        def pre(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]  # the layer's normed input [tiles, 1 + P, D]
+            with torch.no_grad():
+                t, s, _ = hidden.shape
+                q = module.q_norm(module.q_proj(hidden[:, :1])).view(t, 1, module.num_heads, module.head_dim)
+                k = module.k_norm(module.k_proj(hidden)).view(t, s, module.num_heads, module.head_dim)
+                logits = q.transpose(1, 2).float() @ k.transpose(1, 2).float().transpose(-1, -2) * module.scale
+                cls = torch.softmax(logits, dim=-1).mean(dim=1)[:, 0, 1:].double()  # [tiles, P]
+            callback(cls / cls.sum(dim=-1, keepdim=True))
+
+        return attn.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def token_attention(self, raw: torch.Tensor, vision: dict[str, Any]) -> list[torch.Tensor]:
+        """Mean over the 2x2 patches the pixel shuffle merges into each token; an image's tiles in order."""
+        side, f = self.tile_px // self.token_px, self.shuffle
+        if raw.dim() != 2 or raw.shape[1] != (side * f) ** 2:
+            raise EraseError("the vision encoder's attention does not cover this prompt's tiles")
+        tiles = vision.get("tiles_per_image") or [int(raw.shape[0])]
+        if sum(tiles) != raw.shape[0]:
+            raise EraseError("the vision encoder's attention does not cover this prompt's tiles")
+        per_token = raw.reshape(-1, side, f, side, f).mean(dim=(2, 4)).reshape(-1, side * side)
+        return [a.reshape(-1) for a in per_token.split(tiles)]
+
+    def image_features(self, inputs: dict[str, Any]) -> list[torch.Tensor]:
+        config = self.mm.config
+        with torch.no_grad():
+            encoded = self.mm.get_image_features(
+                pixel_values=inputs["pixel_values"],
+                vision_feature_layer=config.vision_feature_layer,
+                vision_feature_select_strategy=config.vision_feature_select_strategy,
+                return_dict=True,
+            )
+        (features,) = _hf.pooled_per_image(encoded)
+        tiles = self.tiles_per_image(inputs["input_ids"] == config.image_token_id)
+        return [f.reshape(-1, f.shape[-1]) for f in features.split(tiles)]
 
     def prefill_kwargs(self, call: _hf.CallArgs, inputs: PrefillInputs, repack: Repack) -> dict[str, Any]:
         return call.replaced(

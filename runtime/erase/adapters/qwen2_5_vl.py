@@ -16,6 +16,7 @@ from torch import nn
 from .. import _hf
 from ..errors import EraseError
 from ..packing import Repack
+from ..pairwise import received_attention
 from ..pixels import CLIP_MEAN, CLIP_STD, unpatchify
 from ..profile import Fingerprint
 from .base import PrefillInputs, register_adapter
@@ -29,6 +30,7 @@ class Qwen25VLAdapter(MultimodalAdapter):
     family = "qwen2_5_vl"
     model_types = ("qwen2_5_vl",)
     supports_pixel_site = True
+    supports_vision_attention = True
     # Every released Qwen2/2.5-VL processor normalises with the OpenAI CLIP statistics.
     image_mean: tuple[float, ...] = CLIP_MEAN
     image_std: tuple[float, ...] = CLIP_STD
@@ -80,6 +82,49 @@ class Qwen25VLAdapter(MultimodalAdapter):
         slots = split_slots(image_mask, tokens_per_image)
         _, grids = self.images_from_vision(vision, with_pixels=False)
         return PrefillInputs(embeds, position_ids, attention, slots, vision, grids, self.token_features(encoded))
+
+    # ---- the vision encoder's attention (AdaVTP, Polymorphic)
+    def attention_block(self) -> nn.Module:
+        """The ViT block whose attention ranks tokens: the last full-attention one (no [CLS] token here)."""
+        return self.mm.visual.blocks[self.model.config.vision_config.fullatt_block_indexes[-1]]
+
+    def watch_vision_attention(self, callback: Callable[[torch.Tensor], None]) -> Any:
+        """Per ViT patch (in the block's order), the attention it receives from its image's patches."""
+        attn = self.attention_block().attn
+        rope = _hf.vision_rotary(attn)
+
+        def pre(module, args, kwargs):
+            hidden, cu_seqlens, (cos, sin) = _hf.vision_attention_inputs(args, kwargs)
+            with torch.no_grad():
+                n = hidden.shape[0]
+                q, k, _ = module.qkv(hidden).reshape(n, 3, module.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+                q, k = rope(q, k, cos, sin)
+                out = torch.empty(n, dtype=torch.float64, device=hidden.device)
+                bounds = cu_seqlens.tolist()
+                for a, b in zip(bounds[:-1], bounds[1:]):  # one full-attention span per image
+                    out[a:b] = received_attention(q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), module.scaling)
+            callback(out)
+
+        return attn.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def token_attention(self, raw: torch.Tensor, vision: dict[str, Any]) -> list[torch.Tensor]:
+        """Mean over each token's 2x2 patch group, in row-major token order, split per image."""
+        grid = vision["image_grid_thw"]
+        unit = self.merge_size**2
+        if raw.numel() != int(grid.prod(-1).sum()):
+            raise EraseError("the vision encoder's attention does not cover this prompt's images")
+        groups = self.unwindow(raw.reshape(-1, unit).mean(dim=1), grid)
+        return list(groups.split((grid.prod(-1) // unit).tolist()))
+
+    def unwindow(self, groups: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        """Patch groups from the window order the ViT blocks see back to row-major token order."""
+        window_index, _ = _hf.vision_window_index(grid, self.merge_size, self.mm.visual.window_size, self.patch_size)
+        return groups[torch.argsort(window_index.to(groups.device))]
+
+    def image_features(self, inputs: dict[str, Any]) -> list[torch.Tensor]:
+        with torch.no_grad():
+            encoded = self.mm.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"], return_dict=True)
+        return _hf.pooled_per_image(encoded)
 
     def token_features(self, encoded: Any) -> list[torch.Tensor]:
         """Per-image-token tensors the LLM consumes later (none for Qwen2.5-VL)."""

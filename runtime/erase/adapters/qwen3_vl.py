@@ -39,6 +39,13 @@ class Qwen3VLAdapter(Qwen25VLAdapter):
         super().__init__(model)
         self.deepstack_layers = len(model.config.vision_config.deepstack_visual_indexes)
 
+    # ---- the vision encoder's attention: every block attends fully, there are no windows
+    def attention_block(self) -> nn.Module:
+        return self.mm.visual.blocks[-1]
+
+    def unwindow(self, groups: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        return groups
+
     # ---- deep-stack features follow the token layout
     def token_features(self, encoded: Any) -> list[torch.Tensor]:
         return _hf.deepstack_per_layer(encoded)

@@ -5,6 +5,12 @@ The masked reference runs the *unpatched* model over the whole sequence
 of attention instead of removed: Stage 1 drops at every layer, Stage 2 drops
 at layers after k for prompt queries and at every layer for generated tokens
 (which, in the pruned run, see an evicted cache).
+
+For methods that merge tokens (`ImageStats.merge_stage1` / `merge_stage2`),
+the reference also writes each cluster's mean into its centre's position,
+computed from the reference's own values: the LLM input embeddings (and
+Qwen3-VL's deep-stack features) for Stage 1, the input of layer k + 1 for
+Stage 2 (and the deep-stack features of the layers after k).
 """
 
 from __future__ import annotations
@@ -113,8 +119,12 @@ def masked_reference_logits(
     drop2 = torch.zeros(bsz, total, dtype=torch.bool)
     layer_of = [n_layers] * bsz
     slots = image_slots(inputs["input_ids"], model.config.image_token_id, stats)
+    merges1: list[tuple[int, int, torch.Tensor]] = []  # (sample, centre position, member positions)
+    merges2: list[tuple[int, int, torch.Tensor]] = []
     for b, per_image in enumerate(stats):
         for st, pos in zip(per_image, slots[b]):
+            merges1 += _clusters(b, pos, getattr(st, "merge_stage1", None))
+            merges2 += _clusters(b, pos, getattr(st, "merge_stage2", None))
             kept1 = np.zeros(st.tokens_total, bool)
             kept1[st.kept_stage1] = True
             kept2 = np.zeros(st.tokens_total, bool)
@@ -137,12 +147,38 @@ def masked_reference_logits(
         m = torch.zeros(bsz, 1, total, total, dtype=dtype)
         masks.append(m.masked_fill(~allowed[:, None], torch.finfo(dtype).min))
 
-    hooks = []
-    for i, layer in enumerate(adapter_for(model).text_model().layers):
-        def pre(module, args, kwargs, i=i):
+    layer2 = {b: layer_of[b] for b, _, _ in merges2}
+
+    def text_pre(module, args, kwargs):  # Stage 1 means (and deep-stack features) at the centres
+        kwargs = dict(kwargs)
+        kwargs["inputs_embeds"] = _merged(kwargs["inputs_embeds"], merges1)
+        deepstack, where = kwargs.get("deepstack_visual_embeds"), kwargs.get("visual_pos_masks")
+        if deepstack is not None and where is not None:
+            row = (where.flatten().long().cumsum(0) - 1).view(where.shape)  # row of each visual position
+            rows1 = [(b, int(row[b, c]), row[b, m]) for b, c, m in merges1]
+            rows2 = [(b, int(row[b, c]), row[b, m]) for b, c, m in merges2]
+            kwargs["deepstack_visual_embeds"] = [
+                _merged_rows(_merged_rows(f, rows1), [r for r in rows2 if layer2[r[0]] < i]) for i, f in enumerate(deepstack)
+            ]
+        return args, kwargs
+
+    hooks = [adapter_for(model).text_model().register_forward_pre_hook(text_pre, with_kwargs=True)] if merges1 or merges2 else []
+    layers = adapter_for(model).text_model().layers
+    for i, layer in enumerate(layers):
+        # Stage 2 means at the centres, from the output of layer k (as layer k + 1 receives it)
+        here = [m for m in merges2 if layer_of[m[0]] + 1 == i]
+
+        def pre(module, args, kwargs, i=i, here=here):
+            if here:
+                hidden = _merged(args[0] if args else kwargs["hidden_states"], here)
+                args = (hidden, *args[1:]) if args else args
+                if not args:
+                    kwargs = {**kwargs, "hidden_states": hidden}
             return args, {**kwargs, "attention_mask": masks[i]}
 
         hooks.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
+    if any(layer_of[b] + 1 >= len(layers) for b, _, _ in merges2):
+        raise NotImplementedError("the masked reference merges Stage 2 tokens at the next layer's input; k is the last layer")
     try:
         with torch.no_grad():
             out = model(input_ids=seq, attention_mask=attn, use_cache=False, **extra)
@@ -150,6 +186,41 @@ def masked_reference_logits(
         for h in hooks:
             h.remove()
     return out.logits[:, prompt_len - 1 :]
+
+
+def _clusters(b: int, pos: torch.Tensor, carrier) -> list[tuple[int, int, torch.Tensor]]:
+    """(sample, centre position, member positions) of every cluster with more than one member."""
+    if carrier is None:
+        return []
+    carrier = np.asarray(carrier)
+    out = []
+    for centre in np.unique(carrier[carrier >= 0]).tolist():
+        members = np.flatnonzero(carrier == centre)
+        if members.size > 1:
+            out.append((b, int(pos[centre]), pos[torch.from_numpy(members)]))
+    return out
+
+
+def _merged(hidden: torch.Tensor, clusters: list[tuple[int, int, torch.Tensor]]) -> torch.Tensor:
+    """[B, L, D] with each centre position holding its members' mean (float64, cast back)."""
+    if not clusters:
+        return hidden
+    hidden = hidden.clone()
+    means = [(b, c, hidden[b, m].double().mean(dim=0)) for b, c, m in clusters]
+    for b, c, mean in means:
+        hidden[b, c] = mean.to(hidden.dtype)
+    return hidden
+
+
+def _merged_rows(rows: torch.Tensor, clusters: list[tuple[int, int, torch.Tensor]]) -> torch.Tensor:
+    """[N, D] rows with each centre row holding its members' rows' mean."""
+    if not clusters:
+        return rows
+    rows = rows.clone()
+    means = [(c, rows[m].double().mean(dim=0)) for _, c, m in clusters]
+    for c, mean in means:
+        rows[c] = mean.to(rows.dtype)
+    return rows
 
 
 def vision_output(model, inputs) -> tuple[torch.Tensor, list[torch.Tensor]]:
