@@ -444,8 +444,27 @@ def test_dates_stay_strings_and_plain_profiles_round_trip(profile, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ interrupts
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupted_calibration_says_what_it_keeps_and_continues(sig, tmp_path, capsys):
+def test_sigterm_unwinds_like_ctrl_c_and_waits_for_a_deferred_block():
+    from erase_calibrate.interrupts import deferred, handled
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with handled():
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises at once
+        steps = []
+        with pytest.raises(KeyboardInterrupt, match="SIGINT"):
+            with deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                steps.append("finished the block")  # a journal append is never cut in half
+        assert steps == ["finished the block"]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before  # restored
+
+
+def test_interrupted_calibration_says_what_it_keeps_and_continues(tmp_path, capsys):
+    """Ctrl-C mid-calibration: one line saying what the study keeps, exit 130, no RUNNING trial, no
+    partial file; the same command then continues the study."""
     import optuna
 
     out = tmp_path / "out"
@@ -466,7 +485,7 @@ def test_interrupted_calibration_says_what_it_keeps_and_continues(sig, tmp_path,
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
             if journal.exists() and len(study().get_trials(states=(optuna.trial.TrialState.COMPLETE,))) >= 2:
-                proc.send_signal(sig)
+                proc.send_signal(signal.SIGINT)
                 break
         _, err = proc.communicate(timeout=120)
     finally:
@@ -482,11 +501,12 @@ def test_interrupted_calibration_says_what_it_keeps_and_continues(sig, tmp_path,
     assert not study().get_trials(states=(optuna.trial.TrialState.RUNNING,))  # the cut trial ended FAIL
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]  # no half-written file
     assert not list(out.glob("*.yaml"))
-    if sig == signal.SIGTERM:  # the same command, asking for one more trial, continues the study
-        args = [*cmd[3:-5], "--iters", str(len(done) + 1), "--quiet", "--out", str(out)]
-        code, _, err = run_cli("erase-calibrate", args, capsys)
-        # with 4 items a study this short may have no feasible trial to pick: that is said, not a crash
-        assert code == 0 or (code == 2 and "no feasible trial" in err), err
-        trials = study().get_trials()
-        assert [t.state for t in trials].count(optuna.trial.TrialState.COMPLETE) == len(done) + 1
-        assert [t.state for t in trials].count(optuna.trial.TrialState.FAIL) <= 1  # the one cut by the signal, if any
+
+    # the same command, asking for one more trial, continues the study
+    args = [*cmd[3:-5], "--iters", str(len(done) + 1), "--quiet", "--out", str(out)]
+    code, _, err = run_cli("erase-calibrate", args, capsys)
+    # with 4 items a study this short may have no feasible trial to pick: that is said, not a crash
+    assert code == 0 or (code == 2 and "no feasible trial" in err), err
+    states = [t.state for t in study().get_trials()]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == len(done) + 1
+    assert states.count(optuna.trial.TrialState.FAIL) <= 1  # the one cut by the signal, if any

@@ -150,7 +150,7 @@ def test_calibrate_end_to_end_writes_a_loadable_profile(tiny_setup, tmp_path):
     "args, expect",
     [
         (["--alpha", "1.5"], "--alpha must be in [0, 1]"),
-        (["--iters", "0"], "--iters must be at least 1"),
+        (["--iters", "0"], "--iters must be a whole number in 1..1,000,000, got 0"),
         (["--benchmarks", "nosuchbench"], "nosuchbench"),
         (["--data-dir", "/nonexistent/dir"], "/nonexistent/dir"),
         (["--out", "/proc/erase-out"], "cannot write there"),
