@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from erase import EraseError, load_profile
 from erase.adapters import adapter_for
+from erase.references import with_adavtp_reference
 from erase.profile import (
     Calibration,
     Fingerprint,
@@ -204,6 +205,9 @@ def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str]
     n_items = sum(len(v) for v in items.values())
     with progress.task("vision features + entropy", total=n_items) as tick:
         runner.prepare(on_item=tick)
+    # AdaVTP's reference statistics (erase.adavtp) on the same items; the profile carries them
+    template = with_adavtp_reference(template, loaded.model, runner.item_inputs())
+    record.save_setup(study, record.StudySetup.from_config(config, template))
     try:
         done = count(study, TrialState.COMPLETE)
         with progress.task("trials", total=config.iters, completed=min(done, config.iters)) as tick:
