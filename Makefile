@@ -1,17 +1,34 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
-# torch==2.13.0 goes in first so pip takes the local CPU build, never a CUDA one.
+# torch==2.13.0 goes in first so pip takes the local CPU build, never a CUDA one; everything else
+# comes from the lock (requirements/lock.txt), so every machine tests the same versions.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+TORCH := torch==2.13.0
+# Extra pip options for torch alone, e.g. --index-url https://download.pytorch.org/whl/cpu on a
+# machine without the local CPU wheel (the scheduled GitHub workflow).
+TORCH_PIP_ARGS ?=
+LOCK := requirements/lock.txt
+OLDEST := requirements/oldest.txt
+TOOLS := requirements/tools.txt
+# Lower bounds to test below pyproject's (NAME==VERSION ...), e.g. before widening a bound.
+OLDEST_OVERRIDES ?=
+# What test-oldest runs: the runtime's tests (the adapters' conformance suite first).
+OLDEST_TESTS ?= tests/test_runtime_conformance.py tests/test_runtime_families.py \
+  tests/test_runtime_qwen25vl.py tests/test_hf_boundary.py tests/test_fidelity.py tests/test_matching.py \
+  tests/test_stage1.py tests/test_profile.py
 
-.PHONY: setup demo test postgres clean
+.PHONY: setup demo test test-latest test-oldest check-wheel lint-workflows lock postgres clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The lock, then the project itself without resolving again; pip check proves they agree.
+$(VENV)/.installed: pyproject.toml setup.py $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q $(TORCH_PIP_ARGS) -c $(LOCK) $(TORCH)
+	$(BIN)/pip install -q -r $(LOCK)
+	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip check
 	touch $@
 
 # The main job on the embedded demo model: calibrate it (a few minutes on CPU), then compare
@@ -25,6 +42,52 @@ demo: setup
 test: setup postgres
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
+# The upstream watch: the newest releases pyproject.toml's bounds allow, in a fresh .venv-latest,
+# then the whole suite; it lists direct dependencies with releases beyond the bounds.
+test-latest: postgres
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install -q $(TORCH_PIP_ARGS) $(TORCH)
+	.venv-latest/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[calibrate,test]"
+	.venv-latest/bin/pip check
+	.venv-latest/bin/python scripts/upstream_watch.py
+	HF_HUB_OFFLINE=1 .venv-latest/bin/python -m pytest
+
+# The runtime's tests on the lower bounds (requirements/oldest.txt: transformers 5.17.0 and every
+# other direct dependency at its lower bound). The project goes in with --no-deps; pip check
+# proves the pins satisfy it (an OLDEST_OVERRIDES pin below a bound would be reported there).
+.venv-oldest/.installed: pyproject.toml setup.py $(OLDEST)
+	rm -rf .venv-oldest
+	$(PYTHON) -m venv .venv-oldest
+	.venv-oldest/bin/pip install -q $(TORCH_PIP_ARGS) -c $(OLDEST) $(TORCH)
+	.venv-oldest/bin/pip install -q -r $(OLDEST)
+	.venv-oldest/bin/pip install -q --no-deps -e .
+	.venv-oldest/bin/pip check
+	touch $@
+
+test-oldest: .venv-oldest/.installed
+	@echo "test-oldest: $$(grep -E '^(transformers|torch|numpy)==' $(OLDEST) | tr '\n' ' ')"
+	HF_HUB_OFFLINE=1 .venv-oldest/bin/python -m pytest $(OLDEST_TESTS)
+
+# Build the wheel and install it into fresh virtualenvs outside the checkout: runtime-only,
+# then with the calibrator (scripts/check_wheel.py says what it checks).
+check-wheel:
+	$(PYTHON) scripts/check_wheel.py --lock $(LOCK) -- $(TORCH_PIP_ARGS)
+
+.venv-tools/.installed: $(TOOLS)
+	$(PYTHON) -m venv .venv-tools
+	.venv-tools/bin/pip install -q -r $(TOOLS)
+	touch $@
+
+# actionlint (config: .github/actionlint.yaml) and zizmor on the workflows; errors fail.
+lint-workflows: .venv-tools/.installed
+	.venv-tools/bin/actionlint
+	.venv-tools/bin/zizmor --offline .github/
+
+# Re-resolve requirements/*.txt after a change of bounds in pyproject.toml (see CHANGELOG.md).
+lock: .venv-tools/.installed
+	.venv-tools/bin/python scripts/lock.py $(addprefix --oldest-override ,$(OLDEST_OVERRIDES))
+
 postgres:
 	@if ! command -v /usr/lib/postgresql/*/bin/pg_ctl > /dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then \
@@ -37,4 +100,4 @@ postgres:
 	fi
 
 clean:
-	rm -rf $(VENV) out calibration
+	rm -rf $(VENV) .venv-latest .venv-oldest .venv-tools out calibration dist

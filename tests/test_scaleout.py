@@ -366,7 +366,10 @@ class _Scripts(dict):
         return name in self.targets
 
     def __missing__(self, name):
+        from erase_calibrate.cli.entry import COMMANDS  # the scripts' guard -> the command's module
+
         module = self.targets[name].partition(":")[0]
+        module = COMMANDS.get(name, module) if module == "erase_calibrate.cli.entry" else module
         self[name] = typer.main.get_command(__import__(module, fromlist=["app"]).app)
         return self[name]
 

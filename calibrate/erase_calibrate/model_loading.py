@@ -38,6 +38,36 @@ class LoadedModel:
         return self.processor.tokenizer
 
 
+def check_device(text: str, option: str = "--device") -> str:
+    """A torch device string this machine can use (cpu, cuda, cuda:N, mps), or a one-line EraseError."""
+    if not isinstance(text, str) or not text.strip():
+        raise EraseError(f"{option} {text!r}: expected a device such as cpu, cuda or cuda:1")
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise EraseError(f"{option} {text!r}: not a torch device (expected e.g. cpu, cuda, cuda:1)") from None
+    if dev.type == "cpu":
+        return text
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EraseError(f"{option} {text!r}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise EraseError(f"{option} {text!r}: this machine has {count} CUDA device(s), numbered 0..{count - 1}")
+        return text
+    if dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise EraseError(f"{option} {text!r}: MPS is not available on this machine")
+        return text
+    raise EraseError(f"{option} {text!r}: device type {dev.type!r} is not supported here (use cpu or cuda)")
+
+
+def check_dtype(text: str, option: str = "--dtype") -> str:
+    if text not in DTYPES:
+        raise EraseError(f"{option} {text!r}: expected one of {', '.join(DTYPES)}")
+    return text
+
+
 def _model_class(model_type: str) -> Any:
     import transformers
 
@@ -66,17 +96,19 @@ def load_model(
     `revision` (hub ids only) pins a branch, tag or commit; `LoadedModel.revision` is what
     `model_identity.model_revision` records for it.
     """
-    if dtype not in DTYPES:
-        raise EraseError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EraseError(f"device {device!r} requested but CUDA is not available")
+    check_dtype(dtype)
+    check_device(device)
     path, config = load_config(model, revision)
     cls = _model_class(config.model_type)
-    net = cls.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, revision=revision)
-    net = net.to(device).eval()
+    # the processor first: a bad pixel range is refused before the weights load
     processor = load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels, revision=revision)
     ip = processor.image_processor
     size = getattr(ip, "size", None) or {}
+    try:
+        net = cls.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, revision=revision)
+    except Exception as exc:  # noqa: BLE001 - missing or corrupt weights fail in many ways; one line for the user
+        raise EraseError(f"cannot load the weights of model {model!r}: {_first_line(exc)}") from None
+    net = net.to(device).eval()
     return LoadedModel(
         model=net,
         processor=processor,
@@ -87,30 +119,57 @@ def load_model(
     )
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_processor(
     path: str, *, min_pixels: int | None = None, max_pixels: int | None = None, revision: str | None = None
 ) -> Any:
+    """MODEL's processor; `min_pixels` / `max_pixels` replace the checkpoint's bounds (one, or both)."""
     from transformers import AutoImageProcessor, AutoTokenizer
 
     kwargs: dict[str, Any] = {} if revision is None else {"revision": revision}
-    if min_pixels is not None or max_pixels is not None:
-        size = {}
-        if min_pixels is not None:
-            size["shortest_edge"] = min_pixels
-        if max_pixels is not None:
-            size["longest_edge"] = max_pixels
-        kwargs["size"] = size
     try:
-        from transformers import AutoProcessor
+        if min_pixels is not None or max_pixels is not None:
+            kwargs["size"] = _pixel_size(AutoImageProcessor.from_pretrained(path, **kwargs), min_pixels, max_pixels)
+        try:
+            from transformers import AutoProcessor
 
-        processor = AutoProcessor.from_pretrained(path, **kwargs)
-        if hasattr(processor, "image_processor"):  # it silently returns a tokenizer when it cannot do better
-            return processor
-    except Exception:  # noqa: BLE001 - no torchvision: the video processor cannot be built
-        pass
-    image_processor = AutoImageProcessor.from_pretrained(path, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", **({} if revision is None else {"revision": revision}))
+            processor = AutoProcessor.from_pretrained(path, **kwargs)
+            if hasattr(processor, "image_processor"):  # it silently returns a tokenizer when it cannot do better
+                return processor
+        except Exception:  # noqa: BLE001 - no torchvision: the video processor cannot be built
+            pass
+        image_processor = AutoImageProcessor.from_pretrained(path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", **({} if revision is None else {"revision": revision}))
+    except EraseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken processor or tokenizer config: one line for the user
+        raise EraseError(f"cannot load the processor of {path}: {_first_line(exc)}") from None
     template = getattr(tokenizer, "chat_template", None)
     if template is None and os.path.exists(os.path.join(path, "chat_template.jinja")):
         template = Path(path, "chat_template.jinja").read_text()
     return ImageTextProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
+
+
+def _pixel_size(image_processor: Any, min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:
+    """The checkpoint's pixel bounds with the given ones replaced (passing half a `size` would drop the other)."""
+    current = {k: v for k, v in dict(getattr(image_processor, "size", None) or {}).items() if v is not None}
+    if "shortest_edge" not in current and "longest_edge" not in current:
+        raise EraseError(
+            f"--min-pixels / --max-pixels apply to processors with a pixel range (Qwen2.5-VL, Qwen3-VL); "
+            f"{type(image_processor).__name__} resizes to a fixed size {current}"
+        )
+    size = dict(current)
+    if min_pixels is not None:
+        size["shortest_edge"] = min_pixels
+    if max_pixels is not None:
+        size["longest_edge"] = max_pixels
+    lo, hi = size.get("shortest_edge"), size.get("longest_edge")
+    if lo is not None and hi is not None and lo > hi:
+        which = "--min-pixels" if min_pixels is not None else "the checkpoint's min_pixels"
+        other = "--max-pixels" if max_pixels is not None else "the checkpoint's max_pixels"
+        raise EraseError(f"{which} ({lo}) exceeds {other} ({hi})")
+    return size

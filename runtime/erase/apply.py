@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
 from torch import nn
 
+from . import _args
 from .adapters import adapter_for, supported_models
 from .engine import Engine, ImageStats
-from .errors import EraseError, ProfileError
+from .errors import EraseError, EraseTypeError, EraseValueError, ProfileError
 from .matching import AUTO, match_profile, mismatches
 from .methods import stage1_scorer
 from .profile import Profile
@@ -56,6 +58,18 @@ class EraseHandle:
         self.remove()
 
 
+def _check_arguments(model: Any, profile: Any, final_keep_ratio: Any, allow_transfer: Any, stage1_site: Any) -> None:
+    """`apply`'s arguments, checked before anything is installed (`strategy` is checked where it is resolved)."""
+    _args.instance("model", model, nn.Module, "a loaded model (a torch.nn.Module, e.g. Qwen2_5_VLForConditionalGeneration)")
+    if isinstance(profile, bytes) or not isinstance(profile, (Profile, str, os.PathLike)):
+        raise EraseTypeError(
+            f"profile: expected an erase.Profile, a profile name, a YAML path or 'auto', got {_args.type_name(profile)}"
+        )
+    _args.ratio("final_keep_ratio", final_keep_ratio)
+    _args.flag("allow_transfer", allow_transfer)
+    _args.choice("stage1_site", stage1_site, STAGE1_SITES)
+
+
 def apply(
     model: nn.Module,
     profile: Profile | str,
@@ -83,11 +97,10 @@ def apply(
     does.
     """
     check_transformers()
-    if stage1_site not in STAGE1_SITES:
-        raise EraseError(f"stage1_site must be one of {', '.join(STAGE1_SITES)}, got {stage1_site!r}")
+    _check_arguments(model, profile, final_keep_ratio, allow_transfer, stage1_site)
     adapter = adapter_for(model)
     if adapter is None:
-        raise EraseError(
+        raise EraseTypeError(
             f"ERASE has no adapter for {type(model).__name__}; supported: {', '.join(supported_models())}"
         )
     if stage1_site == "pixels" and not adapter.supports_pixel_site:
@@ -103,9 +116,9 @@ def apply(
         try:
             strategy = named_strategy(strategy, ratio)
         except ValueError as exc:
-            raise EraseError(str(exc)) from None
+            raise EraseValueError(f"strategy: {exc}") from None
     elif not isinstance(strategy, Strategy):
-        raise EraseError(f"strategy must be an erase.Strategy or a strategy name, got {type(strategy).__name__}")
+        raise EraseTypeError(f"strategy: expected an erase.Strategy or a strategy name, got {type(strategy).__name__}")
     mismatch = mismatches(profile.model.fingerprint, adapter.fingerprint())
     if mismatch and not auto:
         msg = f"profile {profile.name!r} was calibrated for {profile.model.id} ({'; '.join(mismatch)})"

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import EraseError
+from .limits import check_path
 
 
 def _umask() -> int:
@@ -15,9 +16,35 @@ def _umask() -> int:
     return mask
 
 
+def check_writable(path: str | os.PathLike[str], what: str = "output", *, folder: bool = False) -> Path:
+    """Refuse, before any work, an output path that cannot be written; create nothing that stays.
+
+    The nearest existing folder on the way is probed with a real temporary file (permission
+    bits say nothing for root, or on a read-only mount). `folder`: `path` is an output folder.
+    """
+    path = Path(check_path(path, what))
+    if path.exists() and not folder and path.is_dir():
+        raise EraseError(f"{what} {path}: cannot write: is a directory")
+    probe = path.absolute() if folder else path.absolute().parent
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(f"{probe} is not a folder")
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise EraseError(f"{what} {path}: cannot write there ({exc.strerror or exc})") from None
+    if not folder and path.exists() and not os.access(path, os.W_OK):
+        raise EraseError(f"{what} {path}: cannot write: permission denied")
+    return path
+
+
 def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
     """Write to a temp file beside `path`, then rename over it."""
-    path = Path(path)
+    path = Path(check_path(path, "output"))
+    if path.is_dir():
+        raise EraseError(f"{path}: cannot write: is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

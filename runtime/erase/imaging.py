@@ -13,33 +13,69 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageError
+from . import limits
+from .errors import EraseTypeError, ImageError
+from .limits import MAX_ASPECT_RATIO
 
-MAX_ASPECT_RATIO = 200  # the Qwen processors refuse more extreme images
+FLOAT_RULE = (
+    "floating-point images are not supported: ERASE scores 8-bit intensities and does not guess how float "
+    "values (their range, NaN, infinities) map to 0..255; convert the image to 8 or 16 bits first"
+)
 
 
 def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open and fully decode an image file, or raise a one-line `ImageError`."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy() if im.mode != "P" else im.convert("RGB")
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such image file") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot decode image: {exc}") from None
+    """Open and fully decode an image file, or raise a one-line `ImageError`.
+
+    The file must be a regular file (see `erase.limits`); its size and aspect ratio are
+    checked on the header before the pixels are decoded, floating-point images are
+    refused (`FLOAT_RULE`), and truncated pixel data is an error, not a partly grey image.
+    """
+    source = os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
+    with limits.open_regular(path, "image", ImageError) as fh:
+        try:
+            with limits.pil_header_only():
+                im = Image.open(fh)
+            with im:
+                check_image(im, source)
+                im.load()
+                return im.copy() if im.mode != "P" else im.convert("RGB")
+        except ImageError:
+            raise
+        except UnidentifiedImageError:
+            raise ImageError(f"{source}: not a readable image (unknown or corrupt format)") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise _decode_error(source, exc) from None
+
+
+def check_image(im: Image.Image, source: str) -> None:
+    """Refuse, from the header alone, an image ERASE cannot score: too many pixels, too thin, floating-point."""
+    limits.check_image_size(im.width, im.height, source)
+    if im.mode.startswith("F"):
+        raise ImageError(f"{source}: {FLOAT_RULE} (mode {im.mode})")
+
+
+def _decode_error(source: str, exc: BaseException) -> ImageError:
+    text = str(exc).strip() or type(exc).__name__
+    if "truncated" in text or isinstance(exc, EOFError):
+        return ImageError(f"{source}: image data is truncated (the file ends before its pixels do)")
+    return ImageError(f"{source}: cannot decode image: {text}")
 
 
 def to_uint8(image: Image.Image | np.ndarray) -> np.ndarray:
     """Return an HxW (single channel) or HxWx3 uint8 array.
 
-    Palette images become RGB, alpha is dropped, 16-bit images are scaled to 0..255.
+    Palette images become RGB, alpha is dropped, 16-bit images are scaled to 0..255,
+    booleans to 0 and 255; floating-point images are refused (`FLOAT_RULE`), and so is
+    an image over the pixel limit or thinner than 1:200 (`erase.limits`).
     """
     if isinstance(image, Image.Image):
         return _pil_to_uint8(image)
-    arr = np.asarray(image)
+    if not isinstance(image, np.ndarray):
+        raise EraseTypeError(
+            f"image: expected a PIL.Image.Image or a numpy array, got {type(image).__name__}"
+            + (" (open files with erase.imaging.open_image)" if isinstance(image, (str, os.PathLike)) else "")
+        )
+    arr = image
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim == 3 and arr.shape[2] in (2, 4):  # gray+alpha, RGBA
@@ -49,12 +85,15 @@ def to_uint8(image: Image.Image | np.ndarray) -> np.ndarray:
         raise ImageError(f"unsupported image array shape {arr.shape}; expected HxW, HxWx1, HxWx3 or HxWx4")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageError(f"empty image of shape {arr.shape}")
+    limits.check_image_size(int(arr.shape[1]), int(arr.shape[0]), "image array")
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     if arr.dtype == np.uint16:
         return _scale16(arr)
+    if np.issubdtype(arr.dtype, np.floating):
+        raise ImageError(f"image array of dtype {arr.dtype}: {FLOAT_RULE}")
     raise ImageError(f"unsupported image dtype {arr.dtype}; expected uint8, uint16 or bool")
 
 
@@ -66,6 +105,12 @@ def _scale16(arr: np.ndarray) -> np.ndarray:
 def _pil_to_uint8(im: Image.Image) -> np.ndarray:
     if im.width == 0 or im.height == 0:
         raise ImageError(f"empty image of size {im.width}x{im.height}")
+    source = getattr(im, "filename", None) or "image"
+    check_image(im, source)
+    try:
+        im.load()  # a lazily opened image decodes here: truncated data is an error
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _decode_error(source, exc) from None
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return _scale16(np.asarray(im).astype(np.uint16))
@@ -74,13 +119,14 @@ def _pil_to_uint8(im: Image.Image) -> np.ndarray:
         if arr.min() < 0 or arr.max() > 65535:
             raise ImageError("unsupported 32-bit integer image (values outside 0..65535)")
         return _scale16(arr.astype(np.uint16))
-    if mode == "F":
-        raise ImageError("unsupported floating-point image mode 'F'")
     if mode in ("L", "1"):
         return np.asarray(im.convert("L"))
-    if mode == "LA":
-        return np.asarray(im.getchannel("L"))
-    return np.asarray(im.convert("RGB"))  # P, PA, RGBA, CMYK, YCbCr, LAB, HSV ...
+    try:
+        if mode == "LA":
+            return np.asarray(im.getchannel("L"))
+        return np.asarray(im.convert("RGB"))  # P, PA, RGBA, CMYK, YCbCr, LAB, HSV ...
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"{source}: unsupported image mode {mode!r} ({exc})") from None
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:

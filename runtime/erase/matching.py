@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .adapters import adapter_class_for_config, adapter_for
-from .errors import EraseError, ProfileError
+from .errors import EraseError, EraseTypeError, ProfileError
 from .profile import Fingerprint, Profile
 from .registry import load_profile, shipped_names
 
@@ -91,6 +91,13 @@ def load_config(path_or_id: str | os.PathLike[str]) -> Any:
 
 def fingerprint_of(model_or_config: Any) -> Fingerprint:
     """The fingerprint of a loaded model, a config object, or a model folder / config.json / hub id."""
+    if isinstance(model_or_config, bytes) or not (
+        isinstance(model_or_config, (str, os.PathLike)) or hasattr(model_or_config, "config") or hasattr(model_or_config, "model_type")
+    ):
+        raise EraseTypeError(
+            "model_or_config: expected a loaded model, a transformers config, or a model folder / config.json / hub id, "
+            f"got {'None' if model_or_config is None else type(model_or_config).__name__}"
+        )
     if not isinstance(model_or_config, (str, os.PathLike)) and hasattr(model_or_config, "config"):
         adapter = adapter_for(model_or_config)
         if adapter is not None:

@@ -10,15 +10,19 @@ the field.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
+import numbers
 import os
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-from .errors import EraseError, ProfileError
+from . import limits
+from .errors import EraseError, EraseTypeError, ProfileError
 from .fileio import atomic_write
 
 SCHEMA_VERSION = 1
@@ -28,6 +32,8 @@ ENTROPY_LOG_BASE = "e"
 ENTROPY_STATISTIC = "median_lower"
 GRAYSCALE_ROUNDINGS = ("floor", "round")  # floor: the reference's binning; round: profiles before 0.2
 SOURCES = ("published", "calibrated", "manual")
+MAX_PROFILE_VERSION = 2**31 - 1
+MAX_NAME_LENGTH = 128
 ADAVTP_TAU_MAX_RULES = ("p95_nearest_cosine",)  # see erase.adavtp.TAU_MAX_RULE
 
 
@@ -171,6 +177,8 @@ class Profile:
         """Write the profile atomically (temp file, then rename)."""
         try:
             return atomic_write(path, self.to_yaml())
+        except EraseTypeError:
+            raise
         except EraseError as exc:
             raise ProfileError(str(exc)) from None
 
@@ -210,6 +218,15 @@ def _to_plain(obj: Any) -> Any:
 
 # --------------------------------------------------------------------------- parsing
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlong = 24
+
+
+def _short(value: Any) -> str:
+    """A bounded one-line repr: a hostile value never makes a huge message."""
+    return _REPR.repr(value)
+
 
 class _Reader:
     """Typed access to a YAML mapping that reports faults by dotted field path."""
@@ -247,19 +264,23 @@ class _Reader:
                 self.fail("must not be null", key)
             return None
         if not isinstance(value, str) or not value.strip():
-            self.fail(f"expected a non-empty string, got {value!r}", key)
+            self.fail(f"expected a non-empty string, got {_short(value)}", key)
         return value
 
-    def int(self, key: str, required: bool = True, minimum: int | None = None) -> int | None:
+    def int(
+        self, key: str, required: bool = True, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
         value = self._get(key, required)
         if value is None:
             if required:
                 self.fail("must not be null", key)
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(f"expected an integer, got {value!r}", key)
+            self.fail(f"expected an integer, got {_short(value)}", key)
         if minimum is not None and value < minimum:
-            self.fail(f"must be >= {minimum}, got {value}", key)
+            self.fail(f"must be >= {minimum}, got {_short(value)}", key)
+        if maximum is not None and value > maximum:
+            self.fail(f"must be <= {maximum:,}, got {_short(value)}", key)
         return value
 
     def float(self, key: str, required: bool = True) -> float | None:
@@ -272,19 +293,19 @@ class _Reader:
 
     def as_float(self, value: Any, key: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self.fail(f"expected a finite number, got {value!r}", key)
+            self.fail(f"expected a finite number, got {_short(value)}", key)
         return float(value)
 
     def list(self, key: str) -> list[Any]:
         value = self._get(key, True)
         if not isinstance(value, list) or not value:
-            self.fail(f"expected a non-empty list, got {value!r}", key)
+            self.fail(f"expected a non-empty list, got {_short(value)}", key)
         return value
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.used, key=str)
         if unknown:
-            self.fail(f"unknown key {unknown[0]!r}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
+            self.fail(f"unknown key {_short(unknown[0])}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
 
 
 def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
@@ -292,7 +313,7 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
     r = _Reader(data, "", source)
     version = r._get("schema_version", True)
     if isinstance(version, bool) or not isinstance(version, int):
-        r.fail(f"expected an integer, got {version!r}", "schema_version")
+        r.fail(f"expected an integer, got {_short(version)}", "schema_version")
     if version > SCHEMA_VERSION:
         r.fail(
             f"{version} is newer than this toolkit supports ({SCHEMA_VERSION}); upgrade erase-toolkit to read it",
@@ -309,9 +330,9 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
     fp = m.sub("fingerprint")
     fingerprint = Fingerprint(
         family=fp.str("family"),
-        pixels_per_token=fp.int("pixels_per_token", minimum=1),
-        num_layers=fp.int("num_layers", minimum=1),
-        hidden_size=fp.int("hidden_size", minimum=1),
+        pixels_per_token=fp.int("pixels_per_token", minimum=1, maximum=limits.MAX_PIXELS_PER_TOKEN),
+        num_layers=fp.int("num_layers", minimum=1, maximum=limits.MAX_LAYERS),
+        hidden_size=fp.int("hidden_size", minimum=1, maximum=limits.MAX_HIDDEN_SIZE),
     )
     fp.done()
     model = ModelInfo(id=m.str("id"), fingerprint=fingerprint, revision=m.str("revision", required=False))
@@ -319,8 +340,8 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
 
     ip = r.sub("image_processing")
     image_processing = ImageProcessing(
-        min_pixels=ip.int("min_pixels", required=False, minimum=1),
-        max_pixels=ip.int("max_pixels", required=False, minimum=1),
+        min_pixels=ip.int("min_pixels", required=False, minimum=1, maximum=limits.MAX_PROCESSOR_PIXELS),
+        max_pixels=ip.int("max_pixels", required=False, minimum=1, maximum=limits.MAX_PROCESSOR_PIXELS),
     )
     ip.done()
 
@@ -348,10 +369,10 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
     levels = s2.list("early_levels")
     for lv in levels:
         if isinstance(lv, bool) or not isinstance(lv, int):
-            s2.fail(f"expected integer levels, got {lv!r}", "early_levels")
+            s2.fail(f"expected integer levels, got {_short(lv)}", "early_levels")
     stage2 = Stage2(
-        early_layer=s2.int("early_layer", minimum=0),
-        late_layer=s2.int("late_layer", minimum=0),
+        early_layer=s2.int("early_layer", minimum=0, maximum=limits.MAX_LAYERS),
+        late_layer=s2.int("late_layer", minimum=0, maximum=limits.MAX_LAYERS),
         early_levels=tuple(levels),
         final_keep_ratio=s2.float("final_keep_ratio"),
     )
@@ -362,12 +383,14 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
     if not isinstance(ds, Mapping) or not all(
         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in ds.items()
     ):
-        c.fail(f"expected a mapping of dataset name to item count, got {ds!r}", "datasets")
-    date = c._get("date", True)
+        c.fail(f"expected a mapping of dataset name to item count, got {_short(ds)}", "datasets")
+    date = c.str("date")
+    if not _iso_date(date):
+        c.fail(f"expected an ISO date (YYYY-MM-DD, optionally with a time), got {_short(date)}", "date")
     calibration = Calibration(
         source=c.str("source"),
         toolkit_version=c.str("toolkit_version"),
-        date=str(date) if date is not None else c.fail("must not be null", "date"),  # type: ignore[func-returns-value]
+        date=date,
         alpha=c.float("alpha", required=False),
         iterations=c.int("iterations", required=False, minimum=0),
         seed=c.int("seed", required=False),
@@ -397,9 +420,24 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> Profile:
         ms.done()
 
     name = r.str("name")
-    profile_version = r.int("profile_version", minimum=1)
+    why = _check_name(name)
+    if why:
+        r.fail(why, "name")
+    profile_version = r.int("profile_version", minimum=1, maximum=MAX_PROFILE_VERSION)
     r.done()
     return _build(source, name, profile_version, model, image_processing, stage1, stage2, calibration, methods=methods)
+
+
+def _iso_date(text: str) -> bool:
+    """Whether `text` is an ISO date or date-time (dates stay strings: the YAML loader does not convert them)."""
+    try:
+        if len(text) <= 10:
+            dt.date.fromisoformat(text)
+        else:
+            dt.datetime.fromisoformat(text.replace(" ", "T", 1))
+    except ValueError:
+        return False
+    return True
 
 
 def _build(source: str, *args: Any, **kwargs: Any) -> Profile:
@@ -410,10 +448,92 @@ def _build(source: str, *args: Any, **kwargs: Any) -> Profile:
         raise ProfileError(str(exc).replace("<profile>", source, 1)) from None
 
 
+def _check_name(name: Any) -> str | None:
+    """Why `name` cannot name a profile (it becomes part of file names), or None."""
+    if not isinstance(name, str) or not name.strip():
+        return f"expected a non-empty string, got {_short(name)}"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"longer than {MAX_NAME_LENGTH} characters"
+    if name in (".", "..") or any(c in name for c in "/\\") or not name.isprintable():
+        return f"{_short(name)} cannot be a file name (no path separators or control characters)"
+    return None
+
+
+_INT = "int"
+_NUMBER = "number"
+
+
+def _check_types(p: Profile, fail: Any) -> None:
+    """Types and allocation-sizing ranges of a profile built in code (the parser checks files itself)."""
+
+    def check(where: str, value: Any, kind: str, lo: float | None = None, hi: float | None = None, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, numbers.Real if kind == _NUMBER else numbers.Integral):
+            fail(where, f"expected {'an integer' if kind == _INT else 'a number'}, got {_short(value)}")
+        if kind == _NUMBER and not math.isfinite(value):
+            fail(where, f"expected a finite number, got {value}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            fail(where, f"must be in {lo}..{hi:,}, got {_short(value)}" if hi is not None else f"must be >= {lo}, got {value}")
+
+    for where, value, cls in (
+        ("model", p.model, ModelInfo),
+        ("model.fingerprint", getattr(p.model, "fingerprint", None), Fingerprint),
+        ("image_processing", p.image_processing, ImageProcessing),
+        ("stage1", p.stage1, Stage1),
+        ("stage1.entropy", getattr(p.stage1, "entropy", None), EntropySettings),
+        ("stage2", p.stage2, Stage2),
+        ("calibration", p.calibration, Calibration),
+    ):
+        if not isinstance(value, cls):
+            fail(where, f"expected erase.profile.{cls.__name__}, got {type(value).__name__}")
+    why = _check_name(p.name)
+    if why:
+        fail("name", why)
+    check("profile_version", p.profile_version, _INT, 1, MAX_PROFILE_VERSION)
+    check("schema_version", p.schema_version, _INT)
+    fp = p.model.fingerprint
+    if not isinstance(fp.family, str) or not fp.family:
+        fail("model.fingerprint.family", f"expected a non-empty string, got {_short(fp.family)}")
+    check("model.fingerprint.pixels_per_token", fp.pixels_per_token, _INT, 1, limits.MAX_PIXELS_PER_TOKEN)
+    check("model.fingerprint.num_layers", fp.num_layers, _INT, 1, limits.MAX_LAYERS)
+    check("model.fingerprint.hidden_size", fp.hidden_size, _INT, 1, limits.MAX_HIDDEN_SIZE)
+    for name in ("min_pixels", "max_pixels"):
+        check(f"image_processing.{name}", getattr(p.image_processing, name), _INT, 1, limits.MAX_PROCESSOR_PIXELS, optional=True)
+    for name in ("thresholds", "keep_ratios"):
+        values = getattr(p.stage1, name)
+        if not isinstance(values, (tuple, list)):
+            fail(f"stage1.{name}", f"expected a list of numbers, got {type(values).__name__}")
+        for i, v in enumerate(values):
+            check(f"stage1.{name}[{i}]", v, _NUMBER)
+    token_area = fp.pixels_per_token**2
+    for name in ("min_pixels", "max_pixels"):
+        bound = getattr(p.image_processing, name)
+        if bound is not None and -(-bound // token_area) > limits.MAX_TOKENS_PER_IMAGE:
+            fail(
+                f"image_processing.{name}",
+                f"{bound:,} pixels are {-(-bound // token_area):,} tokens of {fp.pixels_per_token} px, more than "
+                f"{limits.MAX_TOKENS_PER_IMAGE:,} tokens per image",
+            )
+    n = len(p.stage1.keep_ratios)
+    if n > limits.MAX_LEVELS:
+        fail("stage1.keep_ratios", f"at most {limits.MAX_LEVELS} levels are supported, got {n}")
+    s2 = p.stage2
+    check("stage2.early_layer", s2.early_layer, _INT, 0, limits.MAX_LAYERS)
+    check("stage2.late_layer", s2.late_layer, _INT, 0, limits.MAX_LAYERS)
+    check("stage2.final_keep_ratio", s2.final_keep_ratio, _NUMBER)
+    if not isinstance(s2.early_levels, (tuple, list)):
+        fail("stage2.early_levels", f"expected a list of levels, got {type(s2.early_levels).__name__}")
+    for lv in s2.early_levels:
+        check("stage2.early_levels", lv, _INT)
+    check("calibration.alpha", p.calibration.alpha, _NUMBER, optional=True)
+
+
 def _check_profile(p: Profile, source: str) -> None:
     def fail(where: str, msg: str) -> None:
         raise ProfileError(f"{source}: {where}: {msg}")
 
+    _check_types(p, fail)
     s1, s2 = p.stage1, p.stage2
     ent = s1.entropy
     if tuple(ent.grayscale_weights) != GRAYSCALE_WEIGHTS:
@@ -421,11 +541,14 @@ def _check_profile(p: Profile, source: str) -> None:
     if ent.bins != ENTROPY_BINS:
         fail("stage1.entropy.bins", f"only {ENTROPY_BINS} is supported, got {ent.bins}")
     if ent.log_base != ENTROPY_LOG_BASE:
-        fail("stage1.entropy.log_base", f"only {ENTROPY_LOG_BASE!r} (nats) is supported, got {ent.log_base!r}")
+        fail("stage1.entropy.log_base", f"only {ENTROPY_LOG_BASE!r} (nats) is supported, got {_short(ent.log_base)}")
     if ent.statistic != ENTROPY_STATISTIC:
-        fail("stage1.entropy.statistic", f"only {ENTROPY_STATISTIC!r} is supported, got {ent.statistic!r}")
+        fail("stage1.entropy.statistic", f"only {ENTROPY_STATISTIC!r} is supported, got {_short(ent.statistic)}")
     if ent.grayscale_rounding not in GRAYSCALE_ROUNDINGS:
-        fail("stage1.entropy.grayscale_rounding", f"must be one of {', '.join(GRAYSCALE_ROUNDINGS)}, got {ent.grayscale_rounding!r}")
+        fail(
+            "stage1.entropy.grayscale_rounding",
+            f"must be one of {', '.join(GRAYSCALE_ROUNDINGS)}, got {_short(ent.grayscale_rounding)}",
+        )
     n = len(s1.keep_ratios)
     if n < 2:
         fail("stage1.keep_ratios", f"need at least 2 levels, got {n}")
@@ -455,7 +578,7 @@ def _check_profile(p: Profile, source: str) -> None:
     if ip.min_pixels is not None and ip.max_pixels is not None and ip.min_pixels > ip.max_pixels:
         fail("image_processing", f"min_pixels {ip.min_pixels} exceeds max_pixels {ip.max_pixels}")
     if p.calibration.source not in SOURCES:
-        fail("calibration.source", f"expected one of {list(SOURCES)}, got {p.calibration.source!r}")
+        fail("calibration.source", f"expected one of {list(SOURCES)}, got {_short(p.calibration.source)}")
     a = p.calibration.alpha
     if a is not None and not 0.0 <= a <= 1.0:
         fail("calibration.alpha", f"must be in [0, 1], got {a}")
@@ -472,11 +595,12 @@ def _check_profile(p: Profile, source: str) -> None:
 
 
 def parse_profile_text(text: str, source: str) -> Profile:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ProfileError(f"{source}: not valid YAML{where}: {problem}") from None
-    return profile_from_dict(data, source)
+    """Parse and validate profile YAML: plain data only, within the limits of `erase.limits`."""
+    if not isinstance(text, str):
+        raise EraseTypeError(f"profile text: expected str, got {type(text).__name__}")
+    if len(text.encode("utf-8", "surrogatepass")) > limits.max_profile_bytes():
+        raise ProfileError(
+            f"{source}: profile is larger than {limits.max_profile_bytes():,} bytes; "
+            f"raise the limit with {limits.ENV_PROFILE_BYTES}=BYTES if it is trusted"
+        )
+    return profile_from_dict(limits.load_plain_yaml(text, source), source)

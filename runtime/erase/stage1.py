@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .errors import ImageError
+from . import _args
+from .errors import EraseTypeError, EraseValueError, ImageError
 from .imaging import pixel_range, resize_for_tokens, to_uint8
 from .profile import Profile
 
@@ -59,6 +61,7 @@ def patch_entropy(gray: np.ndarray, token_px: int) -> np.ndarray:
     Uses H = ln n - (1/n) * sum_v c_v ln c_v over one bincount per strip of
     patch rows, so each histogram block stays in cache.
     """
+    _check_pixels(gray, token_px, channels_ok=False)
     h, w = gray.shape
     if h % token_px or w % token_px:
         raise ImageError(f"image {w}x{h} is not a multiple of the token size {token_px}; resize it first")
@@ -80,6 +83,21 @@ def patch_entropy(gray: np.ndarray, token_px: int) -> np.ndarray:
     return out
 
 
+def _check_pixels(arr: Any, token_px: Any, channels_ok: bool) -> None:
+    """O(1) checks of the entropy functions' arguments (they also run inside generate())."""
+    if isinstance(token_px, bool) or not isinstance(token_px, (int, np.integer)):
+        raise EraseTypeError(f"token_px: expected a whole number >= 1, got {_args.type_name(token_px)}")
+    if token_px < 1:
+        raise EraseValueError(f"token_px must be >= 1, got {token_px}")
+    ok = isinstance(arr, np.ndarray) and (arr.ndim == 2 or (channels_ok and arr.ndim == 3 and arr.shape[2] == 3))
+    if not ok:
+        shape = f" of shape {arr.shape}" if isinstance(arr, np.ndarray) else ""
+        raise EraseTypeError(
+            f"expected an HxW{' or HxWx3' if channels_ok else ''} uint8 array (see erase.imaging.to_uint8), "
+            f"got {_args.type_name(arr)}{shape}"
+        )
+
+
 def kernel_available() -> bool:
     """Whether `patch_entropy_rgb` uses the C kernel (built, and ERASE_NO_KERNEL unset)."""
     return _entropy_kernel is not None and os.environ.get("ERASE_NO_KERNEL", "") in ("", "0")
@@ -91,6 +109,7 @@ def patch_entropy_rgb(arr: np.ndarray, token_px: int, rounding: str = "floor") -
     Uses the fused C kernel when it is built (same values, bit for bit, at a
     fraction of the time); ERASE_NO_KERNEL=1 forces the numpy reference path.
     """
+    _check_pixels(arr, token_px, channels_ok=True)
     shape_ok = arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)
     if not (kernel_available() and arr.dtype == np.uint8 and shape_ok):
         return patch_entropy(grayscale(arr, rounding), token_px)
@@ -154,7 +173,14 @@ class Stage1Result:
 
 
 def select(patch_entropy: np.ndarray, profile: Profile, final_keep_ratio: float | None = None) -> Stage1Result:
-    """Level, keep ratio and kept tokens for one image's patch entropies."""
+    """Level, keep ratio and kept tokens for one image's patch entropies (a rows x cols array)."""
+    _check_profile_arg(profile)
+    final_keep_ratio = _args.ratio("final_keep_ratio", final_keep_ratio)
+    if not isinstance(patch_entropy, np.ndarray) or patch_entropy.ndim != 2:
+        raise EraseTypeError(
+            f"patch_entropy: expected a 2-D numpy array (rows x cols), got {_args.type_name(patch_entropy)}"
+            + (f" of shape {patch_entropy.shape}" if isinstance(patch_entropy, np.ndarray) else "")
+        )
     final = profile.stage2.final_keep_ratio if final_keep_ratio is None else final_keep_ratio
     h = global_entropy(patch_entropy)
     level = profile.level_of(h)
@@ -175,8 +201,17 @@ def select(patch_entropy: np.ndarray, profile: Profile, final_keep_ratio: float 
     )
 
 
+def _check_profile_arg(profile: Any) -> None:
+    if not isinstance(profile, Profile):
+        raise EraseTypeError(
+            f"profile: expected an erase.Profile, got {_args.type_name(profile)}"
+            + (" (load one with erase.load_profile(name))" if isinstance(profile, (str, os.PathLike)) else "")
+        )
+
+
 def resized(image: Image.Image | np.ndarray, profile: Profile) -> np.ndarray:
     """The image as the profile's processor settings resize it: HxW or HxWx3 uint8."""
+    _check_profile_arg(profile)
     tpx = profile.model.fingerprint.pixels_per_token
     lo, hi = pixel_range(tpx, profile.image_processing.min_pixels, profile.image_processing.max_pixels)
     return resize_for_tokens(to_uint8(image), tpx, lo, hi)
@@ -190,7 +225,14 @@ def resized_gray(image: Image.Image | np.ndarray, profile: Profile) -> np.ndarra
 def score_image(
     image: Image.Image | np.ndarray, profile: Profile, final_keep_ratio: float | None = None
 ) -> Stage1Result:
-    """Score a raw image: resize as the processor would, then entropy and selection."""
+    """Score a raw image: resize as the processor would, then entropy and selection.
+
+    `image` is a PIL image or a uint8 / uint16 / bool array (HxW, HxWx1, HxWx3, HxWx4);
+    floating-point images and images over the limits of `erase.limits` are refused.
+    `final_keep_ratio` (None: the profile's) must be in (0, 1].
+    """
+    _check_profile_arg(profile)
+    _args.ratio("final_keep_ratio", final_keep_ratio)
     arr = resized(image, profile)
     px = profile.model.fingerprint.pixels_per_token
     return select(patch_entropy_rgb(arr, px, profile.stage1.entropy.grayscale_rounding), profile, final_keep_ratio)

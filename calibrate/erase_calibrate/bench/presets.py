@@ -257,8 +257,9 @@ def load_checkpoint(
             str(path), dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
         )
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise EraseError(f"--model {path}: cannot load: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - missing or corrupt weights fail in many ways; one line for the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EraseError(f"--model {path}: cannot load: {first}") from None
     finally:
         hf_logging.enable_progress_bar()
     return model.to(device).eval(), tokenizer

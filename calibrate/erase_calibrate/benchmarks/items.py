@@ -14,7 +14,8 @@ from typing import Any, Mapping
 from PIL import Image, UnidentifiedImageError
 
 from erase import EraseError
-from erase.imaging import to_uint8
+from erase import limits
+from erase.imaging import check_image, to_uint8
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,7 +64,10 @@ def decode_rgb(data: bytes | Image.Image, what: str) -> Image.Image:
     try:
         if isinstance(data, Image.Image):
             return _to_rgb(data)
-        with Image.open(io.BytesIO(data)) as im:
+        with limits.pil_header_only():
+            im = Image.open(io.BytesIO(data))
+        with im:
+            check_image(im, "image")  # pixel limit, aspect ratio, floating point: before decoding
             return _to_rgb(im)
     except UnidentifiedImageError:
         raise EraseError(f"{what}: image is not in a readable format") from None

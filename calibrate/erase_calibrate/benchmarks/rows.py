@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Mapping
 
 from PIL import Image
 
-from erase import EraseError
+from erase import EraseError, ImageError
+from erase.limits import open_regular
 
 from .items import Item
 from .options import letters_for, parse_options
@@ -83,7 +83,10 @@ def image_value(value: Any, what: str) -> bytes | Image.Image:
         value = value.get("path")
     if isinstance(value, str) and value:
         try:
-            return Path(value).read_bytes()
+            with open_regular(value, "image", ImageError) as fh:  # never blocks on a FIFO
+                return fh.read()
+        except ImageError as exc:
+            raise EraseError(f"{what}: {exc}") from None
         except OSError as exc:
             raise EraseError(f"{what}: cannot read image file {value}: {exc.strerror or exc}") from None
     raise EraseError(f"{what}: no image in the row")

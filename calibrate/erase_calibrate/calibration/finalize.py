@@ -23,7 +23,7 @@ from erase import EraseError
 
 from . import record
 from .output import build_profile, next_version, write_outputs
-from .study import WORKER, count, open_study, select
+from .study import WORKER, check_storage, check_study_name, count, open_study, select
 
 LOCK_NAME = ".erase-write.lock"
 
@@ -84,6 +84,8 @@ def finalize(storage: str | None, study_name: str, out: Path, rule: str | None) 
     """`erase-calibrate finalize`: the profile of an existing study, from what the study recorded."""
     if rule is not None and rule not in ("accuracy", "objective"):
         raise EraseError(f"--select must be 'accuracy' or 'objective', got {rule!r}")
+    check_study_name(study_name)
+    check_storage(storage)
     study = open_study(storage, study_name, out, seed=0, create=False)
     setup = record.load_setup(study)
     running = count(study, TrialState.RUNNING)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import shlex
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +18,8 @@ from optuna.trial import TrialState
 
 from erase import EraseError, load_profile
 from erase.adapters import adapter_for
+from erase.fileio import check_writable
+from erase.limits import MAX_LEVELS, MAX_PROCESSOR_PIXELS
 from erase.references import with_adavtp_reference
 from erase.profile import (
     Calibration,
@@ -31,13 +32,29 @@ from erase.profile import (
 )
 
 from .. import __version__
-from ..model_loading import load_model
+from ..interrupts import Interrupted
+from ..model_identity import load_config
+from ..model_loading import check_device, check_dtype, load_model
 from . import record, sources, staleness
 from .base_answers import AnswerCache, cache_key, collect_correct
 from .finalize import write_profile
 from .output import profile_name
 from .search_space import SearchSpace
-from .study import WORKER, AskLock, WorkerRun, count, fail_orphans, journal_path, open_study, redact, run_trials, select
+from .study import (
+    WORKER,
+    AskLock,
+    FreshStart,
+    WorkerRun,
+    check_storage,
+    check_study_name,
+    count,
+    fail_orphans,
+    journal_path,
+    open_study,
+    redact,
+    run_trials,
+    select,
+)
 from .trials import TrialRunner
 from .ui import Progress
 
@@ -70,37 +87,63 @@ class CalibrationConfig:
     if_stale: str | None = None  # profile name or path: calibrate only when it is stale for the model
 
     def validate(self) -> None:
+        """Every option checked before anything is loaded or written (a refused run writes nothing)."""
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise EraseError("--model is empty: give a hub id, a local checkpoint folder or 'demo'")
         if not 0.0 <= self.alpha <= 1.0:
             raise EraseError(f"--alpha must be in [0, 1], got {self.alpha}")
-        if self.iters < 1:
-            raise EraseError(f"--iters must be at least 1, got {self.iters}")
-        if self.levels < 2:
-            raise EraseError(f"--levels must be at least 2, got {self.levels}")
-        if self.per_benchmark < 1:
-            raise EraseError(f"--per-benchmark must be at least 1, got {self.per_benchmark}")
+        _in_range("--iters", self.iters, 1, MAX_ITERS)
+        _in_range("--levels", self.levels, 2, MAX_LEVELS)
+        _in_range("--per-benchmark", self.per_benchmark, 1, MAX_PER_BENCHMARK)
+        _in_range("--seed", self.seed, 0, MAX_SEED)
+        _in_range("--max-new-tokens", self.max_new_tokens, 1, MAX_NEW_TOKENS)
+        for name, px in (("--min-pixels", self.min_pixels), ("--max-pixels", self.max_pixels)):
+            if px is not None:
+                _in_range(name, px, 1, MAX_PROCESSOR_PIXELS)
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise EraseError(f"--min-pixels ({self.min_pixels}) exceeds --max-pixels ({self.max_pixels})")
         if self.select not in ("accuracy", "objective"):
             raise EraseError(f"--select must be 'accuracy' or 'objective', got {self.select!r}")
         for name, r in (("--stage2-keep-ratio", self.stage2_keep_ratio), ("--final-keep-ratio", self.final_keep_ratio)):
             if r is not None and not 0.0 < r <= 1.0:
                 raise EraseError(f"{name} must be in (0, 1], got {r}")
-        if self.data_dir is not None and not os.access(self.data_dir, os.R_OK | os.X_OK):
-            raise EraseError(f"--data-dir {self.data_dir}: not a readable folder")
-        _check_writable(Path(self.out))
+        check_dtype(self.dtype)
+        check_device(self.device)
+        for name, value in (("--revision", self.revision), ("--if-stale", self.if_stale), ("--warm-start", self.warm_start)):
+            if value is not None and not value.strip():
+                raise EraseError(f"{name} is empty")
+        if self.study_name is not None:
+            check_study_name(self.study_name)
+        check_storage(self.storage)
+        if self.data_dir is not None:
+            if not os.path.isdir(self.data_dir):
+                what = "not a folder" if os.path.exists(self.data_dir) else "no such folder"
+                raise EraseError(f"--data-dir {self.data_dir}: {what}")
+            if not os.access(self.data_dir, os.R_OK | os.X_OK):
+                raise EraseError(f"--data-dir {self.data_dir}: not a readable folder")
+        check_writable(self.out, "--out", folder=True)
         self.benchmarks = sources.check_names(self.benchmarks or sources.default_names(self.model))
+        repeated = sorted({b for b in self.benchmarks if self.benchmarks.count(b) > 1})
+        if repeated:
+            raise EraseError(f"--benchmarks names {', '.join(repeated)} more than once")
+        if self.warm_start is not None:
+            warm = load_profile(self.warm_start)
+            if warm.num_levels != self.levels:
+                raise EraseError(
+                    f"--warm-start {self.warm_start}: the profile has {warm.num_levels} complexity levels, this search "
+                    f"{self.levels} (--levels {self.levels}); pass --levels {warm.num_levels} or another profile"
+                )
 
 
-def _check_writable(out: Path) -> None:
-    """Probe the nearest existing folder with a real temp file; create nothing that stays."""
-    probe = out.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    try:
-        if not probe.is_dir():
-            raise NotADirectoryError(f"{probe} is not a folder")
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise EraseError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+MAX_ITERS = 1_000_000
+MAX_PER_BENCHMARK = 100_000
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_NEW_TOKENS = 4096
+
+
+def _in_range(option: str, value: int, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise EraseError(f"{option} must be a whole number in {lo}..{hi:,}, got {value}")
 
 
 def stage2_layers(family: str, depth: int) -> tuple[int, int]:
@@ -146,6 +189,9 @@ class Outcome:
 
 
 def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str], None] = print) -> Outcome:
+    """One worker, end to end. Everything that can refuse the run is checked before anything is
+    written; a failed start of a new study removes what it created; Ctrl-C or SIGTERM marks the
+    running trial failed and raises `Interrupted`, saying how many trials the study keeps."""
     config.validate()
     out = Path(config.out)
     if config.if_stale:
@@ -161,29 +207,52 @@ def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str]
     if config.warm_start:
         wp = load_profile(config.warm_start)
         warm = space.encode(wp.stage1.thresholds, wp.stage1.keep_ratios)
+    study = None
+    try:
+        # the model's config, the data, then the model: each can refuse the run, none writes anything
+        load_config(config.model, config.revision)
+        pools = {
+            name: sources.item_pool(name, data_dir=config.data_dir, limit=config.per_benchmark * config.pool_factor, seed=config.seed)
+            for name in config.benchmarks
+        }
+        loaded = load_model(
+            config.model, device=config.device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
+            revision=config.revision,
+        )
+        template = template_profile(loaded, config)
+        config.study_name = check_study_name(config.study_name or f"{template.name.lstrip('.') or 'model'}-erase")
+        with FreshStart(config.storage, config.study_name, out) as fresh:
+            study = fresh.study = open_study(config.storage, config.study_name, out, config.seed)
+            record.save_setup(study, record.StudySetup.from_config(config, template))
+            lock = AskLock(journal_path(config.storage, config.study_name, out))
+            orphans = fail_orphans(study, lock)
+            if orphans:
+                progress.note(f"resuming: {orphans} trial(s) of a stopped run marked failed")
+            if warm is not None and not study.trials:
+                study.enqueue_trial(warm)
+            runner = _prepare(config, loaded, template, pools, study, out, progress)
+        try:
+            done = count(study, TrialState.COMPLETE)
+            with progress.task("trials", total=config.iters, completed=min(done, config.iters)) as tick:
+                def on_trial(t: Any) -> None:
+                    best = _best_line(study, config.select)
+                    tick(description=f"trials  {best}")
 
-    loaded = load_model(
-        config.model, device=config.device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
-        revision=config.revision,
-    )
-    template = template_profile(loaded, config)
-    config.study_name = config.study_name or f"{template.name}-erase"
-    study = open_study(config.storage, config.study_name, out, config.seed)
-    record.save_setup(study, record.StudySetup.from_config(config, template))
-    lock = AskLock(journal_path(config.storage, config.study_name, out))
-    orphans = fail_orphans(study, lock)
-    if orphans:
-        progress.note(f"resuming: {orphans} trial(s) of a stopped run marked failed")
-    if warm is not None and not study.trials:
-        study.enqueue_trial(warm)
+                run = run_trials(study, space, runner.evaluate, config.iters, on_trial=on_trial, lock=lock)
+        finally:
+            runner.close()
+        return finish(study, config, out, run)
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted_line(study, config)) from None
 
-    # Phase 1: items the unpruned model answers correctly
+
+def _prepare(
+    config: CalibrationConfig, loaded: Any, template: Profile, pools: dict[str, list], study: Any, out: Path, progress: Progress
+) -> TrialRunner:
+    """Phase 1, the items the unpruned model answers correctly; then the trial runner, ready."""
     items: dict[str, list] = {}
     cache_dir = out / "base-answers"
-    for name in config.benchmarks:
-        pool = sources.item_pool(
-            name, data_dir=config.data_dir, limit=config.per_benchmark * config.pool_factor, seed=config.seed
-        )
+    for name, pool in pools.items():
         key = cache_key(config.model, loaded.revision, name, loaded.min_pixels, loaded.max_pixels, config.max_new_tokens)
         cache = AnswerCache(cache_dir, key, name)
         with progress.task(f"base answers  {name}", total=len(pool)) as tick:
@@ -197,7 +266,6 @@ def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str]
     if not items:
         raise EraseError("the unpruned model answered no calibration item correctly; nothing to calibrate on")
     record.save_items(study, items)
-
     runner = TrialRunner(
         loaded, items, template, sources.score, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
         stage2_keep_ratio=config.stage2_keep_ratio,
@@ -208,17 +276,18 @@ def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str]
     # AdaVTP's reference statistics (erase.adavtp) on the same items; the profile carries them
     template = with_adavtp_reference(template, loaded.model, runner.item_inputs())
     record.save_setup(study, record.StudySetup.from_config(config, template))
-    try:
-        done = count(study, TrialState.COMPLETE)
-        with progress.task("trials", total=config.iters, completed=min(done, config.iters)) as tick:
-            def on_trial(t: Any) -> None:
-                best = _best_line(study, config.select)
-                tick(description=f"trials  {best}")
+    return runner
 
-            run = run_trials(study, space, runner.evaluate, config.iters, on_trial=on_trial, lock=lock)
-    finally:
-        runner.close()
-    return finish(study, config, out, run)
+
+def _interrupted_line(study: Any, config: CalibrationConfig) -> str:
+    """What an interrupted worker leaves: the study's completed trials, and how to continue."""
+    if study is None:
+        return "interrupted before the study started; nothing was written"
+    try:
+        n = count(study, TrialState.COMPLETE)
+    except Exception:  # noqa: BLE001 - the storage went away: say what is known
+        return f"interrupted: study {config.study_name!r} keeps its completed trials; rerun the same command to continue"
+    return f"interrupted: study {config.study_name!r} keeps {n} completed trial(s); rerun the same command to continue"
 
 
 def finish(study: Any, config: CalibrationConfig, out: Path, run: WorkerRun) -> Outcome:

@@ -19,12 +19,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 import erase
-from erase import Profile, load_profile
+from erase import EraseError, Profile, load_profile
+from erase.limits import load_plain_yaml, read_profile_text
 from erase.matching import describe, mismatches
-from erase.registry import profile_files
+from erase.registry import looks_like_path, profile_files
 
 from ..model_identity import ModelIdentity, identify
 
@@ -91,12 +90,11 @@ def compare(prof: Profile, ident: ModelIdentity, label: str) -> Verdict:
 
 def _other_schema(name: str) -> int | None:
     """The schema_version of a profile file this toolkit cannot read because of its schema, else None."""
-    path = Path(name)
-    if not (name.endswith((".yaml", ".yml")) and path.is_file()):
+    if not (name.endswith((".yaml", ".yml")) and _is_file(name)):
         return None
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    try:  # the same bounded reader and plain-data YAML loader as load_profile
+        data = load_plain_yaml(read_profile_text(name), name)
+    except EraseError:
         return None  # load_profile reports it
     version = data.get("schema_version") if isinstance(data, dict) else None
     if isinstance(version, int) and not isinstance(version, bool) and version != erase.SCHEMA_VERSION:
@@ -104,8 +102,15 @@ def _other_schema(name: str) -> int | None:
     return None
 
 
+def _is_file(name: str) -> bool:
+    try:
+        return Path(name).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def profile_exists(profile: str) -> bool:
     """Whether PROFILE names a file or a profile found by name (as `erase.load_profile` looks it up)."""
-    if profile.endswith((".yaml", ".yml")) or os.sep in profile or Path(profile).exists():
-        return Path(profile).is_file()
+    if looks_like_path(profile):
+        return _is_file(profile)
     return bool(profile_files(profile))

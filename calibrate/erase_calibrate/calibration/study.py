@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
+import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -25,9 +27,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from erase import EraseError
+from erase.fileio import check_writable
+from erase.limits import open_regular
+
+from ..interrupts import deferred
 
 from .sampler import TrialSeededTPE
 from .search_space import SearchSpace
@@ -43,19 +50,72 @@ def journal_path(storage: str | None, study_name: str, out_dir: Path) -> Path | 
     return None if "://" in storage else Path(storage)
 
 
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_study_name(name: str) -> str:
+    """A study name is part of file names (OUT/NAME.journal): letters, digits, '.', '_', '-'; no path separators."""
+    if not isinstance(name, str) or not STUDY_NAME.match(name):
+        raise EraseError(
+            f"--study-name {name!r:.80}: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(it names files in the output folder)"
+        )
+    return name
+
+
+def check_storage(storage: str | None) -> None:
+    """Refuse, before anything is created, a --storage that cannot be a journal file or a database URL."""
+    if storage is None:
+        return
+    if not storage.strip() or "\0" in storage:
+        raise EraseError(f"--storage {storage!r}: expected a journal file path or a database URL")
+    if "://" in storage:
+        return  # the database reports its own faults, when the study opens
+    path = Path(storage)
+    if path.exists():
+        if not path.is_file():
+            raise EraseError(f"--storage {storage}: not a regular file (a journal file path or a database URL)")
+        open_storage(storage, "", path.parent, create=False)  # replays it: a damaged journal is refused now
+        return
+    check_writable(path, "--storage")
+
+
+def _check_journal_head(path: Path) -> None:
+    """A journal is JSON lines; refuse another file before Optuna reads it (a huge single line) or appends to it."""
+    try:
+        with open_regular(path, "study journal", EraseError) as fh:
+            head = fh.read(1)
+    except OSError as exc:
+        raise EraseError(f"{path}: cannot read the study journal: {exc.strerror or exc}") from None
+    if head and head != b"{":
+        raise EraseError(f"{path}: not an Optuna journal file (it does not start with a JSON log line)")
+
+
+class _JournalFile(JournalFileBackend):
+    """Optuna's journal file backend, whose appends a Ctrl-C or SIGTERM never cuts in half."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        with deferred():
+            super().append_logs(logs)
+
+
 def open_storage(storage: str | None, study_name: str, out_dir: Path, *, create: bool = True) -> Any:
     path = journal_path(storage, study_name, out_dir)
     if path is not None:
         from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
 
         if not create and not path.is_file():
             raise EraseError(f"{path}: no such study journal")
+        if path.exists():
+            _check_journal_head(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path)))
+            return JournalStorage(_JournalFile(str(path)))
         except OSError as exc:
             raise EraseError(f"{path}: cannot open the study journal: {exc.strerror or exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a damaged journal fails to replay in many ways
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EraseError(f"{path}: not a readable study journal ({type(exc).__name__}: {first})") from None
     # Workers starting together race to create the schema on an empty database; a retry sees it made.
     for attempt in range(5):
         try:
@@ -102,6 +162,69 @@ def open_study(
         raise EraseError(f"no study {study_name!r} in {where}") from None
     except Exception as exc:  # noqa: BLE001 - storage URLs fail in many ways; one line for the user
         raise EraseError(f"cannot open study {study_name!r} in {where}: {str(exc).strip().splitlines()[0]}") from None
+
+
+class FreshStart:
+    """Undo what a failed start of a new study created: a refused run leaves nothing behind.
+
+    Entered before the study is opened; `study` is set once it is. When the block fails
+    (not interrupted: an interrupted run keeps its state to continue from) and the study
+    holds no trial, what did not exist before is removed: the journal and its lock file,
+    the base-answer cache, the output folder (if empty), a new database study.
+    """
+
+    def __init__(self, storage: str | None, study_name: str, out_dir: Path):
+        self.storage, self.study_name = storage, study_name
+        self.study: optuna.Study | None = None
+        out = Path(out_dir).absolute()
+        self.journal = journal_path(storage, study_name, out)
+        paths = [out / "base-answers"]
+        if self.journal is not None:
+            paths += [self.journal, Path(f"{self.journal}.ask.lock")]
+        elif storage is not None and storage.startswith("sqlite:///"):
+            paths.append(Path(storage[len("sqlite:///"):]).absolute())
+        self.new_paths = [p for p in paths if not p.exists()]
+        self.new_dirs = []
+        for folder in {out, *(p.parent for p in paths)}:
+            while not folder.exists():
+                self.new_dirs.append(folder)
+                folder = folder.parent
+        self.new_study = self.journal is None and not self._db_has_study()
+
+    def _db_has_study(self) -> bool:
+        try:
+            optuna.load_study(study_name=self.study_name, storage=self.storage)
+            return True
+        except Exception:  # noqa: BLE001 - no such study, or no such database yet
+            return False
+
+    def __enter__(self) -> "FreshStart":
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if kind is None or issubclass(kind, KeyboardInterrupt):
+            return
+        with deferred():
+            self.undo()
+
+    def undo(self) -> None:
+        if self.study is not None:
+            try:
+                if self.study.get_trials(deepcopy=False):
+                    return  # not a fresh study any more: keep everything
+                if self.new_study:
+                    optuna.delete_study(study_name=self.study_name, storage=self.storage)
+            except Exception:  # noqa: BLE001 - cannot tell: keep everything
+                return
+        for path in self.new_paths:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        for folder in sorted(self.new_dirs, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
 
 
 class AskLock:
@@ -182,20 +305,29 @@ def run_trials(
     """Run trials until the study holds `iters` completed ones (counting other workers' too)."""
     run = WorkerRun()
     while count(study, TrialState.COMPLETE) + count(study, TrialState.RUNNING) < iters:
-        with (lock or AskLock(None)).held():
-            trial = study.ask()
-            trial.set_user_attr("worker", WORKER)
-        if trials_before(study, trial.number) >= iters:
-            # Another worker asked at the same moment and took the last slot: this trial is one too many.
-            # FAIL keeps it out of TPE's model and out of the pick; it was never evaluated.
-            trial.set_user_attr("surplus", True)
-            study.tell(trial, state=TrialState.FAIL)
-            run.surplus = True
-            break
-        thresholds, keeps = space.suggest(trial)
-        result = evaluate(thresholds, keeps)
-        record(trial, result)
-        frozen = study.tell(trial, result.objective)
+        trial = None
+        try:
+            with (lock or AskLock(None)).held(), deferred():  # a signal never separates a trial from its worker's name
+                trial = study.ask()
+                trial.set_user_attr("worker", WORKER)
+            if trials_before(study, trial.number) >= iters:
+                # Another worker asked at the same moment and took the last slot: this trial is one too many.
+                # FAIL keeps it out of TPE's model and out of the pick; it was never evaluated.
+                with deferred():
+                    trial.set_user_attr("surplus", True)
+                    study.tell(trial, state=TrialState.FAIL)
+                run.surplus = True
+                break
+            thresholds, keeps = space.suggest(trial)
+            result = evaluate(thresholds, keeps)
+            record(trial, result)
+        except BaseException:  # Ctrl-C, SIGTERM or an error: the trial ends FAIL, not RUNNING forever
+            if trial is not None:
+                with deferred(), contextlib.suppress(Exception):
+                    study.tell(trial, state=TrialState.FAIL)
+            raise
+        with deferred():
+            frozen = study.tell(trial, result.objective)
         run.completed += 1
         if on_trial is not None:
             on_trial(frozen)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import typer
 
 from erase import EraseError
-from erase.fileio import atomic_write
+from erase.fileio import atomic_write, check_writable
 
 from ._common import run
 
@@ -31,13 +31,13 @@ ATTNS = ("sdpa", "eager")
 DEVICES = ("cpu", "cuda")
 
 
-def _int(name: str, text: str, minimum: int) -> int:
+def _int(name: str, text: str, minimum: int, maximum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise EraseError(f"{name} {text!r}: expected an integer >= {minimum}") from None
-    if value < minimum:
-        raise EraseError(f"{name} {text!r}: expected an integer >= {minimum}")
+        value = minimum - 1
+    if not minimum <= value <= maximum:
+        raise EraseError(f"{name} {text!r}: expected a whole number in {minimum}..{maximum:,}")
     return value
 
 
@@ -45,23 +45,6 @@ def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
     if text not in choices:
         raise EraseError(f"{name} {text!r}: expected one of {', '.join(choices)}")
     return text
-
-
-def _check_writable(option: str, path: Path) -> None:
-    """Refuse, before any work, an output path that cannot be written."""
-    if path.is_dir():
-        raise EraseError(f"{option} {path}: cannot write: is a directory")
-    parent = path.parent
-    while not parent.exists():
-        if parent.parent == parent:
-            break
-        parent = parent.parent
-    if not parent.is_dir():
-        raise EraseError(f"{option} {path}: cannot write: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise EraseError(f"{option} {path}: cannot write: permission denied in {parent}")
-    if path.exists() and not os.access(path, os.W_OK) and not os.access(path.parent, os.W_OK):
-        raise EraseError(f"{option} {path}: cannot write: permission denied")
 
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
@@ -102,10 +85,10 @@ def bench(
 
     token_list = binputs.parse_tokens(tokens)
     method_list = measure.parse_methods(methods)
-    n_new = _int("--new-tokens", new_tokens, 1)
-    n_rep = _int("--repeats", repeats, 1)
-    n_warm = _int("--warmup", warmup, 0)
-    n_seed = _int("--seed", seed, 0)
+    n_new = _int("--new-tokens", new_tokens, 1, 4096)
+    n_rep = _int("--repeats", repeats, 1, 10_000)
+    n_warm = _int("--warmup", warmup, 0, 10_000)
+    n_seed = _int("--seed", seed, 0, 2**32 - 1)
     device = _choice("--device", device, DEVICES)
     dtype = _choice("--dtype", dtype, DTYPES)
     attn = _choice("--attn", attn, ATTNS)
@@ -123,7 +106,7 @@ def bench(
     if len(set(resolved)) != len(resolved):
         raise EraseError("--json, --markdown and --plot must be different files")
     for option, path in outs:
-        _check_writable(option, path)
+        check_writable(path, option)
     target = presets.resolve(model)
 
     import erase
@@ -133,8 +116,9 @@ def bench(
     from ..bench import report as breport
     from ..offline_processor import build_processor
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise EraseError("--device cuda: CUDA is not available on this machine")
+    from ..model_loading import check_device
+
+    check_device(device)
     user_image = None
     if image is not None:
         from erase.imaging import open_image

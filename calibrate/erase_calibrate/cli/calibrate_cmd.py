@@ -33,8 +33,21 @@ EXIT_CODES = """Exit codes: 0 current, 3 stale (the reason follows 'stale:'), 2 
 (no such profile, unknown model, malformed profile), one line on stderr."""
 
 
-def _split(value: Optional[str]) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+def _split(option: str, value: Optional[str]) -> list[str]:
+    """A comma-separated option: [] when not given; an empty entry ('', 'a,,b', 'a,') is an error."""
+    if value is None:
+        return []
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):
+        raise EraseError(f"{option} {value!r}: an empty name; give names separated by commas, e.g. chartqa,docvqa")
+    return names
+
+
+def _folder(option: str, value: str) -> Path:
+    """A folder option; empty (an unset shell variable, say) is an error, not the current folder."""
+    if not value.strip():
+        raise EraseError(f"{option} is empty; give a folder (e.g. {option} calibration)")
+    return Path(value)
 
 
 _REVISION_HELP = "Hub revision (branch, tag or commit) of MODEL; hub ids only. Default: main."
@@ -60,7 +73,7 @@ def main_command(
         "(postgresql://..., sqlite:///...).",
     ),
     study_name: Optional[str] = typer.Option(None, help="Study name; default MODEL-NAME-erase."),
-    out: Path = typer.Option(Path("calibration"), help="Output folder: profiles, reports, journal, base-answer cache."),
+    out: str = typer.Option("calibration", help="Output folder: profiles, reports, journal, base-answer cache."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cpu, cuda, cuda:1."),
     dtype: str = typer.Option("float32", help="Model dtype: float32, bfloat16 or float16."),
     min_pixels: Optional[int] = typer.Option(None, help="Processor min_pixels (default: the checkpoint's)."),
@@ -94,8 +107,8 @@ def main_command(
     from ..calibration.run import CalibrationConfig, calibrate
 
     config = CalibrationConfig(
-        model=model, alpha=alpha, iters=iters, levels=levels, benchmarks=_split(benchmarks), per_benchmark=per_benchmark,
-        seed=seed, storage=storage, study_name=study_name, out=out, device=device, dtype=dtype, min_pixels=min_pixels,
+        model=model, alpha=alpha, iters=iters, levels=levels, benchmarks=_split("--benchmarks", benchmarks), per_benchmark=per_benchmark,
+        seed=seed, storage=storage, study_name=study_name, out=_folder("--out", out), device=device, dtype=dtype, min_pixels=min_pixels,
         max_pixels=max_pixels, select=select, warm_start=warm_start, data_dir=data_dir, max_new_tokens=max_new_tokens,
         stage2_keep_ratio=stage2_keep_ratio, final_keep_ratio=final_keep_ratio, revision=revision, if_stale=if_stale,
         command=shlex.join(["erase-calibrate", *sys.argv[1:]]),
@@ -137,7 +150,7 @@ def check(
 def finalize(
     study_name: str = typer.Option(..., help="The study to finalize."),
     storage: Optional[str] = typer.Option(None, help="Its storage: a journal file path or a URL; default OUT/STUDY.journal."),
-    out: Path = typer.Option(Path("calibration"), help="Where to write the profile, report and plot."),
+    out: str = typer.Option("calibration", help="Where to write the profile, report and plot."),
     select: Optional[str] = typer.Option(None, help="'accuracy' or 'objective'; default: the rule the study was run with."),
 ) -> None:
     """Write the profile of a study from its storage alone (no model, no data): what the workers
@@ -145,7 +158,7 @@ def finalize(
     folder already holds the profile of the same study state."""
     from ..calibration.finalize import finalize as finalize_study
 
-    written = finalize_study(storage, study_name, out, select)
+    written = finalize_study(storage, study_name, _folder("--out", out), select)
     if not written.new:
         typer.echo(f"erase-calibrate: already written: {written.paths['profile']}")
         return

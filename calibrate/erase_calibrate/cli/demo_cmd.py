@@ -35,7 +35,7 @@ def newest_calibrated(folder: Path, name: str = "demo") -> tuple[erase.Profile, 
 
 def resolve_demo_profile(spec: Optional[str], calibration_dir: Path) -> tuple[erase.Profile, str]:
     """--profile if given; else the newest calibration in `calibration_dir`; else the shipped `demo`."""
-    if spec:
+    if spec is not None:
         return erase.load_profile(spec), spec
     found = newest_calibrated(calibration_dir)
     if found is not None:
@@ -96,8 +96,8 @@ def demo(
         None, help="Share of vision tokens Stage 2 keeps, in (0, 1]; default: the profile's."
     ),
     seed: int = typer.Option(7, help="Seed of the generated samples (held-out split)."),
-    repeats: int = typer.Option(3, min=1, help="Runs per sample; prefill time is their median."),
-    threads: int = typer.Option(2, min=1, help="Torch CPU threads."),
+    repeats: int = typer.Option(3, min=1, max=1000, help="Runs per sample; prefill time is their median."),
+    threads: int = typer.Option(2, min=1, max=1024, help="Torch CPU threads."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Answer a few samples with the demo model, without and with the profile: answers, tokens kept, prefill time."""
@@ -110,6 +110,10 @@ def demo(
         raise EraseError(f"--final-keep-ratio must be in (0, 1], got {final_keep_ratio}")
     if (image is None) != (question is None):
         raise EraseError("--image and --question go together")
+    if question is not None and not question.strip():
+        raise EraseError("--question is empty")
+    if not 0 <= seed <= 2**32 - 1:
+        raise EraseError(f"--seed must be a whole number in 0..{2**32 - 1:,}, got {seed}")
     prof, source = resolve_demo_profile(profile, calibration)
     if image is not None:
         from erase.imaging import open_image

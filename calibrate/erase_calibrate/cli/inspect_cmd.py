@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from erase import load_profile, stage1
-from erase.fileio import atomic_write
+from erase.fileio import atomic_write, check_writable
 from erase.imaging import open_image, to_uint8
 
 from ..overlay import png_bytes, render_overlay
@@ -35,6 +35,8 @@ def inspect(
     prof = load_profile(profile)
     if final_keep_ratio is not None and final_keep_ratio <= 0:
         raise typer.BadParameter("must be in (0, 1]", param_hint="--final-keep-ratio")
+    if overlay is not None:
+        check_writable(overlay, "--overlay")
     token_px = prof.model.fingerprint.pixels_per_token
     original = to_uint8(open_image(image))
     resized = stage1.resized(original, prof)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +108,13 @@ def _set_generation_defaults(model: Any) -> None:
 
 
 def demo_model_path() -> Path:
-    """Where the shipped demo checkpoint lives: ``data_samples/demo-model`` of the checkout
-    (``$ERASE_DEMO_MODEL`` overrides it)."""
+    """Where the shipped demo checkpoint lives: ``demo-model`` of the package data
+    ``erase_calibrate.data_samples`` (the checkout's ``data_samples/demo-model``, installed with
+    the calibrator); ``$ERASE_DEMO_MODEL`` overrides it."""
     override = os.environ.get(ENV_VAR)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3] / "data_samples" / "demo-model"
+    return Path(str(resources.files("erase_calibrate.data_samples").joinpath("demo-model")))
 
 
 def load_demo(
