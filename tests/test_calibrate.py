@@ -113,6 +113,8 @@ def test_calibrate_end_to_end_writes_a_loadable_profile(tiny_setup, tmp_path):
     assert profile.calibration.iterations == 4
     assert profile.calibration.datasets == {"chartqa": ITEMS}
     assert profile.num_levels == 2
+    ada = profile.methods.adavtp  # AdaVTP's reference statistics, on the calibration items
+    assert ada is not None and ada.images == ITEMS and ada.erank_avg >= 1.0 and 0.0 < ada.tau_max <= 2.0
     assert (out / "model.v1-report.md").read_text().startswith("# Calibration of")
     assert Image.open(out / "model.v1-trials.png").size[0] > 100
     study = optuna.load_study(
@@ -137,6 +139,7 @@ def test_calibrate_end_to_end_writes_a_loadable_profile(tiny_setup, tmp_path):
 
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_setup / "model")
     erase.apply(model, profile).remove()
+    erase.apply(model, profile, strategy="adavtp").remove()
 
     # rerunning with more iterations continues the study and writes the next version
     _calibrate(tiny_setup, out, "--iters", "5", "--levels", "2")

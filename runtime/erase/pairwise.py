@@ -56,7 +56,8 @@ def nearest_cosine_distance(x: torch.Tensor, block_bytes: int | None = None) -> 
     return out
 
 
-ATTENTION_BLOCK_BYTES = 8 << 20  # float32 probabilities per block of queries
+ATTENTION_BLOCK_BYTES = 8 << 20  # float32 probabilities per block of queries (CPU: stays near the cache)
+ATTENTION_BLOCK_BYTES_CUDA = 512 << 20  # on a GPU, few large blocks (16 heads x 65,536 patches: 128 rows)
 
 
 def received_attention(q: torch.Tensor, k: torch.Tensor, scaling: float, block_bytes: int | None = None) -> torch.Tensor:
@@ -64,15 +65,16 @@ def received_attention(q: torch.Tensor, k: torch.Tensor, scaling: float, block_b
 
     q, k: [H, n, d] (one image's span of a full-attention block). Computed in
     float32 blocks of queries (at most `ATTENTION_BLOCK_BYTES` of
-    probabilities at a time): exp(logits - row max) in place, then each row's
+    probabilities at a time, `ATTENTION_BLOCK_BYTES_CUDA` on a GPU): exp(logits - row max) in place, then each row's
     share 1 / (row sum) weighs the block's column sums in one product; summed
     in float64. The result sums to 1.
     """
     heads, n, _ = q.shape
     qf, kt = q.float() * scaling, k.float().transpose(-1, -2)
     acc = torch.zeros(n, dtype=torch.float64, device=q.device)
-    budget = ATTENTION_BLOCK_BYTES if block_bytes is None else block_bytes
-    step = max(1, budget // (4 * heads * max(1, n)))
+    if block_bytes is None:
+        block_bytes = ATTENTION_BLOCK_BYTES_CUDA if q.is_cuda else ATTENTION_BLOCK_BYTES
+    step = max(1, block_bytes // (4 * heads * max(1, n)))
     for a in range(0, n, step):
         e = qf[:, a : a + step] @ kt  # [H, c, n] logits
         e -= e.amax(dim=-1, keepdim=True)

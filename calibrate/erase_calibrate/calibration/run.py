@@ -20,6 +20,7 @@ from erase import EraseError, load_profile
 from erase.adapters import adapter_for
 from erase.fileio import check_writable
 from erase.limits import MAX_LEVELS, MAX_PROCESSOR_PIXELS
+from erase.references import with_adavtp_reference
 from erase.profile import (
     Calibration,
     Fingerprint,
@@ -272,6 +273,9 @@ def _prepare(
     n_items = sum(len(v) for v in items.values())
     with progress.task("vision features + entropy", total=n_items) as tick:
         runner.prepare(on_item=tick)
+    # AdaVTP's reference statistics (erase.adavtp) on the same items; the profile carries them
+    template = with_adavtp_reference(template, loaded.model, runner.item_inputs())
+    record.save_setup(study, record.StudySetup.from_config(config, template))
     return runner
 
 

@@ -116,6 +116,10 @@ class TrialRunner:
             self._features.close()
             self._features = None
 
+    def item_inputs(self) -> list[dict]:
+        """The processor's inputs of every item (after `prepare`)."""
+        return [self._inputs[id(ci)] for ci in self.all_items()]
+
     def all_items(self) -> list[CalibrationItem]:
         return [ci for items in self.items.values() for ci in items]
 
