@@ -69,7 +69,7 @@ test-oldest: .venv-oldest/.installed
 	@echo "test-oldest: $$(grep -E '^(transformers|torch|numpy)==' $(OLDEST) | tr '\n' ' ')"
 	HF_HUB_OFFLINE=1 .venv-oldest/bin/python -m pytest $(OLDEST_TESTS)
 
-# Build the wheel and install it into fresh virtualenvs outside the checkout: runtime-only,
+# Build the wheel and install it into a fresh virtualenv outside the checkout: runtime-only,
 # then with the calibrator (scripts/check_wheel.py says what it checks).
 check-wheel:
 	$(PYTHON) scripts/check_wheel.py --lock $(LOCK) -- $(TORCH_PIP_ARGS)

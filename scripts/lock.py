@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]  # a repository tool, run from the ch
 REQ = ROOT / "requirements"
 EXTRAS = ("calibrate", "test")
 NOT_PINNED = ("torch",)  # installed first, as the CPU build, by the Makefile
-FORBIDDEN = re.compile(r"^(nvidia-|triton|torchvision|cuda-)", re.I | re.M)
+FORBIDDEN = re.compile(r"^((?:nvidia-|cuda-|triton|torchvision)[\w.-]*)", re.I | re.M)
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;]*)")
 _LOWER = re.compile(r">=\s*([0-9][^,\s]*)")
 

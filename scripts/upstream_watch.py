@@ -15,25 +15,15 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[1]  # a repository tool, run from the checkout
-EXTRAS = ("calibrate", "test")
+from lock import direct_requirements as _requirement_strings  # scripts/lock.py, beside this file
 
 
 def direct_requirements() -> dict[str, Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    extras = project.get("optional-dependencies", {})
-    found = [*project["dependencies"], *(r for extra in EXTRAS for r in extras.get(extra, []))]
-    return {canonicalize_name(r.name): r for r in map(Requirement, found)}
+    return {canonicalize_name(r.name): r for r in map(Requirement, _requirement_strings())}
 
 
 def main() -> int:
