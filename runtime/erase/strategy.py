@@ -33,13 +33,14 @@ class Strategy:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.stage1 not in STAGE1_SCORERS:
-            raise ValueError(f"stage1 must be one of {STAGE1_SCORERS}, got {self.stage1!r}")
-        r = self.stage1_keep_ratio
-        if r is not None and not 0.0 < r <= 1.0:
-            raise ValueError(f"stage1_keep_ratio must be in (0, 1], got {r}")
-        if self.stage2_layer is not None and self.stage2_layer < 0:
-            raise ValueError(f"stage2_layer must be >= 0, got {self.stage2_layer}")
+        from . import _args  # EraseTypeError / EraseValueError (a ValueError, as before) naming the field
+
+        _args.choice("stage1", self.stage1, STAGE1_SCORERS)
+        _args.ratio("stage1_keep_ratio", self.stage1_keep_ratio)
+        _args.flag("stage2", self.stage2)
+        _args.flag("evict", self.evict)
+        _args.whole("stage2_layer", self.stage2_layer, minimum=0, optional=True)
+        _args.whole("seed", self.seed)
 
 
 ERASE = Strategy()
