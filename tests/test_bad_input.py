@@ -197,6 +197,7 @@ CASES = [
     ("erase-profile", ["frobnicate"], "No such command"),
     ("erase-demo", ["--profile", "{k}/laughs.yaml"], "anchor"),
     ("erase-demo", ["--profile", ""], "empty string"),
+    ("erase-demo", ["--profile", "qwen2.5-vl-7b"], "not the demo model"),
     ("erase-demo", ["--image", str(PAGE)], "--image and --question go together"),
     ("erase-demo", ["--image", str(PAGE), "--question", " "], "--question is empty"),
     ("erase-demo", ["--seed", "-1"], "--seed"),
@@ -234,6 +235,9 @@ CASES = [
     ("erase-calibrate", [*CALIBRATE, "--benchmarks", "chartqa"], "cannot load chartqa"),
     ("erase-calibrate", [*CALIBRATE, "--benchmarks", "chartqa", "--data-dir", "{k}/emptydir"], "no parquet files"),
     ("erase-calibrate", [*CALIBRATE, "--data-dir", "{k}/nosuchdir"], "no such folder"),
+    # refused after the study was created (the demo model answers no ChartQA item): the start is undone
+    ("erase-calibrate", [*CALIBRATE, "--benchmarks", "chartqa", "--data-dir", str(ROOT / "data_samples" / "benchmarks")],
+     "answered no calibration item correctly"),
     ("erase-calibrate", [*CALIBRATE, "--study-name", ""], "--study-name ''"),
     ("erase-calibrate", [*CALIBRATE, "--study-name", "../escape"], "--study-name '../escape'"),
     ("erase-calibrate", [*CALIBRATE, "--study-name", "a/b"], "--study-name"),
@@ -277,7 +281,10 @@ CASES = [
 
 def _case_id(case) -> str:
     tool, args, _ = case
-    return f"{tool} {' '.join(a.replace('{k}/', '') for a in args)}"[:90]
+    if args[: len(CALIBRATE)] == CALIBRATE:
+        args = ["...", *args[len(CALIBRATE):]]
+    shown = [Path(a).name if a.startswith(("/", "{k}/")) else a for a in args]
+    return f"{tool} {' '.join(shown)}"[:100]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
@@ -407,6 +414,10 @@ def _api_cases(kit: Path, profile):
         (lambda: erase.apply(_tiny_model(), "demo", stage1_site=None), EraseTypeError, "stage1_site"),
         (lambda: erase.apply(_tiny_model(), "demo", stage1_site="vit"), EraseValueError, "stage1_site"),
         (lambda: erase.apply(_tiny_model(), kit / "pytag.yaml"), ProfileError, "tag"),
+        (lambda: erase.Strategy(stage1="x"), EraseValueError, "stage1 must be one of"),
+        (lambda: erase.Strategy(stage1_keep_ratio="0.5"), EraseTypeError, "stage1_keep_ratio"),
+        (lambda: erase.Strategy(stage2_layer=-1), EraseValueError, "stage2_layer must be >= 0"),
+        (lambda: erase.Strategy(evict="no"), EraseTypeError, "evict: expected True or False"),
         (lambda: erase.match_profile(None), EraseTypeError, "model_or_config"),
         (lambda: erase.fingerprint_of(3), EraseTypeError, "model_or_config"),
         (lambda: erase.find_profile(kit / "emptydir"), EraseError, "cannot read a model config"),

@@ -26,6 +26,17 @@ def ratio(name: str, value: Any, *, optional: bool = True) -> float | None:
     return value
 
 
+def whole(name: str, value: Any, *, minimum: int | None = None, optional: bool = False) -> int | None:
+    """A whole number (not a bool), at least `minimum`; None where `optional`."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise EraseTypeError(f"{name}: expected a whole number{' or None' if optional else ''}, got {type_name(value)}")
+    if minimum is not None and value < minimum:
+        raise EraseValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
 def flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise EraseTypeError(f"{name}: expected True or False, got {type_name(value)}")

@@ -45,15 +45,15 @@ class Strategy:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.stage1 not in STAGE1_SCORERS:
-            raise ValueError(f"stage1 must be one of {tuple(STAGE1_SCORERS)}, got {self.stage1!r}")
-        if self.stage2_selector not in STAGE2_SELECTORS:
-            raise ValueError(f"stage2_selector must be one of {tuple(STAGE2_SELECTORS)}, got {self.stage2_selector!r}")
-        r = self.stage1_keep_ratio
-        if r is not None and not 0.0 < r <= 1.0:
-            raise ValueError(f"stage1_keep_ratio must be in (0, 1], got {r}")
-        if self.stage2_layer is not None and self.stage2_layer < 0:
-            raise ValueError(f"stage2_layer must be >= 0, got {self.stage2_layer}")
+        from . import _args  # EraseTypeError / EraseValueError (a ValueError, as before) naming the field
+
+        _args.choice("stage1", self.stage1, tuple(STAGE1_SCORERS))
+        _args.choice("stage2_selector", self.stage2_selector, tuple(STAGE2_SELECTORS))
+        _args.ratio("stage1_keep_ratio", self.stage1_keep_ratio)
+        _args.flag("stage2", self.stage2)
+        _args.flag("evict", self.evict)
+        _args.whole("stage2_layer", self.stage2_layer, minimum=0, optional=True)
+        _args.whole("seed", self.seed)
 
     @property
     def needs_entropy(self) -> bool:

@@ -116,6 +116,9 @@ def main_command(
     from transformers import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own bars cover loading
+    import datasets
+
+    datasets.disable_progress_bars()  # reading parquet files: ours again (and a refusal stays one line)
     outcome = calibrate(config, Progress(enabled=not quiet), say=lambda line: typer.echo(f"erase-calibrate: {line}"))
     if outcome.paths is None:
         typer.echo(f"erase-calibrate: {outcome.note}")

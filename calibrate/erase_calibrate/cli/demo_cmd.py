@@ -84,6 +84,23 @@ def run_sample(
     }
 
 
+def _check_fits_demo(prof: erase.Profile, source: str) -> None:
+    """Refuse, before the model loads, a profile calibrated for another architecture."""
+    from erase.matching import describe, mismatches
+
+    from ..demo.model import demo_model_path
+
+    try:
+        fp = erase.fingerprint_of(demo_model_path())
+    except EraseError:
+        return  # no demo checkpoint: loading it says so
+    diff = mismatches(prof.model.fingerprint, fp)
+    if diff:
+        raise EraseError(
+            f"--profile {source}: calibrated for {prof.model.id} ({'; '.join(diff)}), not the demo model ({describe(fp)})"
+        )
+
+
 @app.command()
 def demo(
     profile: Optional[str] = typer.Option(
@@ -115,6 +132,7 @@ def demo(
     if not 0 <= seed <= 2**32 - 1:
         raise EraseError(f"--seed must be a whole number in 0..{2**32 - 1:,}, got {seed}")
     prof, source = resolve_demo_profile(profile, calibration)
+    _check_fits_demo(prof, source)
     if image is not None:
         from erase.imaging import open_image
 
@@ -122,6 +140,9 @@ def demo(
     else:
         items = [tasks.make_item(i, seed=seed, split="test", task=t, background=b) for i, (t, b) in enumerate(DEFAULT_SAMPLES)]
     torch.set_num_threads(threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stderr stays for errors
     try:
         model, processor = load_demo()
     except FileNotFoundError as exc:
