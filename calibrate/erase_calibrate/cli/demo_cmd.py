@@ -140,7 +140,7 @@ def demo(
     else:
         items = [tasks.make_item(i, seed=seed, split="test", task=t, background=b) for i, (t, b) in enumerate(DEFAULT_SAMPLES)]
     torch.set_num_threads(threads)
-    from transformers.utils import logging as hf_logging
+    from transformers import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # stderr stays for errors
     try:
