@@ -23,7 +23,7 @@ from erase import EraseError
 
 from . import record
 from .output import build_profile, next_version, write_outputs
-from .study import WORKER, count, open_study, select
+from .study import WORKER, count, finished, open_study, select
 
 LOCK_NAME = ".erase-write.lock"
 
@@ -56,7 +56,7 @@ def out_lock(out: Path) -> Iterator[None]:
 def write_profile(study: optuna.Study, setup: record.StudySetup, out: Path, rule: str) -> Written:
     """Select by `rule` among the study's completed trials and write profile, report and plot into `out`."""
     chosen = select(study, rule)
-    complete = count(study, TrialState.COMPLETE)
+    complete = finished(study)
     template = setup.template_profile()
     with out_lock(out):
         prev = record.written(study, complete, rule=rule, out=out)

@@ -2,7 +2,11 @@
 
 Several workers may run this on one study (see study.py); the profile is
 written once, by the worker that claims the finished study (record.py),
-normally the one that completes the last trial. The others end with a note.
+normally the one that finishes the last trial. The others end with a note.
+
+Nothing is written before the calibration items are known: the data is read
+and checked, the model answers them (the base-answer cache is written only
+once some item is answered correctly), and only then is the study created.
 """
 
 from __future__ import annotations
@@ -30,13 +34,18 @@ from erase.profile import (
 )
 
 from .. import __version__
+from ..benchmarks import own_data
 from ..model_loading import load_model
 from . import record, sources, staleness
 from .base_answers import AnswerCache, cache_key, collect_correct
 from .finalize import write_profile
+from .memo import Memo
 from .output import profile_name
 from .search_space import SearchSpace
-from .study import WORKER, AskLock, WorkerRun, count, fail_orphans, journal_path, open_study, redact, run_trials, select
+from .study import (
+    WORKER, AskLock, Heartbeat, WorkerRun, count, fail_orphans, finished, journal_path, open_study, redact, run_trials,
+    select, study_exists,
+)
 from .trials import TrialRunner
 from .ui import Progress
 
@@ -67,6 +76,13 @@ class CalibrationConfig:
     command: str = ""
     revision: str | None = None  # hub ids: branch, tag or commit
     if_stale: str | None = None  # profile name or path: calibrate only when it is stale for the model
+    batch_size: int | None = None  # None: 16 on CUDA, 8 on CPU
+    datasets: list[str] = field(default_factory=list)  # own data: imagefolder / save_to_disk folders, hub ids
+    prompt_template: str | None = None
+    scorer: str = "vqa"
+    heartbeat_interval: int = 60  # database storages; 0: off
+    grace_period: int | None = None  # None: twice the interval
+    own: list = field(default_factory=list)  # filled by validate(): an OwnDataset per --dataset
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -84,8 +100,23 @@ class CalibrationConfig:
                 raise EraseError(f"{name} must be in (0, 1], got {r}")
         if self.data_dir is not None and not os.access(self.data_dir, os.R_OK | os.X_OK):
             raise EraseError(f"--data-dir {self.data_dir}: not a readable folder")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise EraseError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.heartbeat_interval < 0 or (self.grace_period is not None and self.grace_period < 1):
+            raise EraseError("--heartbeat-interval must be >= 0 (0: off) and --grace-period >= 1")
+        if (self.prompt_template is not None or self.scorer != "vqa") and not self.datasets:
+            raise EraseError("--prompt-template and --scorer apply to --dataset data; give a --dataset")
         _check_writable(Path(self.out))
-        self.benchmarks = sources.check_names(self.benchmarks or sources.default_names(self.model))
+        self.benchmarks = sources.check_names(self.benchmarks or sources.default_names(self.model, self.datasets))
+        self.own = own_data.describe(self.datasets, self.scorer, self.prompt_template, set(self.benchmarks))
+
+    @property
+    def batch(self) -> int:
+        return self.batch_size or (16 if str(self.device).startswith("cuda") else 8)
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(self.heartbeat_interval or None, self.grace_period)
 
 
 def _check_writable(out: Path) -> None:
@@ -155,77 +186,106 @@ def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str]
             if verdict.current:
                 return Outcome(note=f"{verdict.line()}; nothing to calibrate")
             say(f"{verdict.line()}; calibrating")
-    space = SearchSpace(levels=config.levels)
-    warm = None
-    if config.warm_start:
-        wp = load_profile(config.warm_start)
-        warm = space.encode(wp.stage1.thresholds, wp.stage1.keep_ratios)
+    warm = load_profile(config.warm_start) if config.warm_start else None
 
+    # The data first (a bad column or image stops the run before the model loads)
+    pools: dict[str, tuple[list, str]] = {}
+    for ds in config.own:
+        pools[ds.name] = (own_data.load_items(ds, limit=config.per_benchmark * config.pool_factor, seed=config.seed), ds.spec())
     loaded = load_model(
         config.model, device=config.device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
         revision=config.revision,
     )
     template = template_profile(loaded, config)
     config.study_name = config.study_name or f"{template.name}-erase"
-    study = open_study(config.storage, config.study_name, out, config.seed)
-    record.save_setup(study, record.StudySetup.from_config(config, template))
-    lock = AskLock(journal_path(config.storage, config.study_name, out))
-    orphans = fail_orphans(study, lock)
-    if orphans:
-        progress.note(f"resuming: {orphans} trial(s) of a stopped run marked failed")
-    if warm is not None and not study.trials:
-        study.enqueue_trial(warm)
+    setup = record.StudySetup.from_config(config, template)
+    if study_exists(config.storage, config.study_name, out):  # refuse another setup before the long phases
+        record.check_setup(open_study(config.storage, config.study_name, out, config.seed, create=False), setup)
 
     # Phase 1: items the unpruned model answers correctly
-    items: dict[str, list] = {}
-    cache_dir = out / "base-answers"
     for name in config.benchmarks:
-        pool = sources.item_pool(
-            name, data_dir=config.data_dir, limit=config.per_benchmark * config.pool_factor, seed=config.seed
-        )
-        key = cache_key(config.model, loaded.revision, name, loaded.min_pixels, loaded.max_pixels, config.max_new_tokens)
-        cache = AnswerCache(cache_dir, key, name)
+        pool = sources.item_pool(name, data_dir=config.data_dir, limit=config.per_benchmark * config.pool_factor, seed=config.seed)
+        pools[name] = (pool, name)
+    items: dict[str, list] = {}
+    tried = 0
+    for name in [*config.benchmarks, *(d.name for d in config.own)]:
+        pool, spec = pools[name]
+        key = cache_key(config.model, loaded.revision, spec, loaded.min_pixels, loaded.max_pixels, config.max_new_tokens)
+        cache = AnswerCache(out / "base-answers", key, name)
         with progress.task(f"base answers  {name}", total=len(pool)) as tick:
             got = collect_correct(
                 loaded, name, pool, config.per_benchmark, cache, sources.score, config.max_new_tokens,
-                on_item=lambda ok: tick(),
+                on_item=lambda ok: tick(), batch_size=config.batch,
             )
+        tried += min(len(pool), _answered(pool, got, config.per_benchmark))
         progress.note(f"{name}: {len(got)} correctly answered items kept (of {config.per_benchmark} wanted)")
         if got:
             items[name] = got
     if not items:
-        raise EraseError("the unpruned model answered no calibration item correctly; nothing to calibrate on")
-    record.save_items(study, items)
+        raise EraseError(f"none of {tried} items answered correctly by the base model; check the prompt and answers")
 
     runner = TrialRunner(
         loaded, items, template, sources.score, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
-        stage2_keep_ratio=config.stage2_keep_ratio,
+        stage2_keep_ratio=config.stage2_keep_ratio, batch_size=config.batch, memo=Memo(),
     )
     n_items = sum(len(v) for v in items.values())
-    with progress.task("vision features + entropy", total=n_items) as tick:
+    with progress.task("inputs + entropy", total=n_items) as tick:
         runner.prepare(on_item=tick)
     try:
-        done = count(study, TrialState.COMPLETE)
+        space = SearchSpace(runner.global_entropies(), levels=config.levels)  # too few distinct images: the error now
+
+        study = open_study(config.storage, config.study_name, out, config.seed, heartbeat=config.heartbeat)
+        record.save_setup(study, setup)
+        record.save_items(study, items)
+        lock = AskLock(journal_path(config.storage, config.study_name, out))
+        orphans = fail_orphans(study, lock)
+        if orphans:
+            progress.note(f"resuming: {orphans} trial(s) of a stopped run marked failed")
+        if warm is not None and not study.trials:
+            study.enqueue_trial(space.encode(warm.stage1.thresholds, warm.stage1.keep_ratios))
+        done = finished(study)
         with progress.task("trials", total=config.iters, completed=min(done, config.iters)) as tick:
             def on_trial(t: Any) -> None:
                 best = _best_line(study, config.select)
                 tick(description=f"trials  {best}")
 
-            run = run_trials(study, space, runner.evaluate, config.iters, on_trial=on_trial, lock=lock)
+            run = run_trials(
+                study, space, runner.evaluate, config.iters, on_trial=on_trial, lock=lock, rule=config.select,
+                memo=runner.memo,
+            )
     finally:
         runner.close()
+    if run.completed:
+        progress.note(_run_line(run))
     return finish(study, config, out, run)
+
+
+def _answered(pool: list, kept: list, wanted: int) -> int:
+    """How far into its pool a benchmark got (everything, unless it found `wanted` correct ones)."""
+    if len(kept) < wanted or not kept:
+        return len(pool)
+    last = kept[-1].item
+    return next((i + 1 for i, it in enumerate(pool) if it is last), len(pool))
+
+
+def _run_line(run: WorkerRun) -> str:
+    decided = run.evaluated + run.memo_hits
+    hit = f"{run.memo_hits / decided:.0%}" if decided else "-"
+    return (
+        f"this worker: {run.completed} trial(s), {run.ruled_out} stopped early as ruled out; memo hits {hit} of "
+        f"{decided} item results; {run.tokens / max(1, run.completed):,.0f} language-model tokens per trial"
+    )
 
 
 def finish(study: Any, config: CalibrationConfig, out: Path, run: WorkerRun) -> Outcome:
     """Write the profile if this worker claims the finished study; otherwise say who will."""
     name, iters = config.study_name, config.iters
-    complete = count(study, TrialState.COMPLETE)
-    later = f"the worker that completes the last trial writes the profile (or run: {finalize_command(config)})"
+    complete = finished(study)
+    later = f"the worker that finishes the last trial writes the profile (or run: {finalize_command(config)})"
     if complete < iters:
         running = count(study, TrialState.RUNNING)
-        return Outcome(note=f"study {name!r}: {complete} of {iters} trials complete, {running} running in other workers; {later}")
-    if run.surplus:
+        return Outcome(note=f"study {name!r}: {complete} of {iters} trials finished, {running} running in other workers; {later}")
+    if (run.surplus or run.waited) and not run.finished_study:
         return Outcome(note=f"study {name!r}: its last trials ran in other workers; {later}")
     select(study, config.select)  # no feasible trial: the error, before anything is claimed
     if not record.claim(study, complete, WORKER):
