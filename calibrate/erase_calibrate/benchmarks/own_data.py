@@ -45,6 +45,7 @@ from typing import Any, Callable
 from erase import EraseError
 
 from .items import Item, decode_rgb
+from .loading import _first_line, _undecoded_images
 from .multiple_choice import multiple_choice_score
 from .options import format_options, letters_for
 from .rows import answer_values, image_value, is_present, text_value
@@ -118,7 +119,7 @@ def load_items(ds: OwnDataset, *, limit: int | None, seed: int) -> list[Item]:
         raise EraseError(f"{where}: no column {what} (columns: {', '.join(sorted(cols)) or 'none'})")
     if len(dataset) == 0:
         raise EraseError(f"{where}: the dataset is empty")
-    dataset = _undecoded(dataset, image_col)
+    dataset = _undecoded_images(dataset, image_col)
     keep = ["question", *(c for c in ("answers", "answer", "choices") if c in cols)]
     table = dataset.select_columns(keep).to_dict()
     prompts, keys = [], []
@@ -218,20 +219,6 @@ def _open(source: str) -> tuple[Any, str]:
         split = splits[0] if len(splits) == 1 else next((s for s in SPLITS if s in loaded), splits[0])
         return loaded[split], f"{source} ({split})"
     return loaded, source
-
-
-def _undecoded(dataset: Any, column: str) -> Any:
-    import datasets
-
-    feature = dataset.features.get(column)
-    if isinstance(feature, datasets.Image) and feature.decode:
-        return dataset.cast_column(column, datasets.Image(decode=False))
-    return dataset
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.splitlines()[0].split())
 
 
 # ----------------------------------------------------------------------------- scoring

@@ -9,7 +9,7 @@ Stored as study user attributes when a worker starts:
 - ``erase.items``: per benchmark, how many calibration items the base model answered correctly
   and a digest of their ids; workers whose base answers kept different items would score trials
   on different data, so that is an error too.
-- ``erase.written.N.RULE.FOLDER``: where the profile for N completed trials, picked by RULE, was
+- ``erase.written.N.RULE.FOLDER``: where the profile for N finished trials, picked by RULE, was
   written (FOLDER: a digest of the output folder's path).
 
 Writing is claimed once per study state: the first worker to create the (empty) study
@@ -156,7 +156,7 @@ def claim_name(study: optuna.Study, complete: int) -> str:
 
 
 def claim(study: optuna.Study, complete: int, worker: str) -> bool:
-    """True for exactly one caller per (study, completed trials): it writes the profile."""
+    """True for exactly one caller per (study, finished trials): it writes the profile."""
     try:
         token = optuna.create_study(study_name=claim_name(study, complete), storage=storage_of(study))
     except DuplicatedStudyError:
@@ -188,7 +188,7 @@ def written_key(complete: int, rule: str, out: Path) -> str:
 
 
 def written(study: optuna.Study, complete: int, *, rule: str | None = None, out: Path | None = None) -> dict[str, Any] | None:
-    """A record of a profile written for this many completed trials: by `rule` into `out` when given;
+    """A record of a profile written for this many finished trials: by `rule` into `out` when given;
     otherwise preferring one in `out`."""
     prefix = f"{WRITTEN}.{complete}."
     found = [v for k, v in sorted(study.user_attrs.items()) if k.startswith(prefix) and isinstance(v, dict)]

@@ -54,6 +54,7 @@ from .trials import Context, TrialResult
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+WAIT_POLL = 2.0  # seconds between looks at the study while other workers run its last trials
 
 
 @dataclass(frozen=True)
@@ -364,7 +365,7 @@ def run_trials(
             if not beats.enabled:
                 break  # the other workers finish the study (or a rerun on their host does)
             run.waited = True
-            time.sleep(beats.interval)
+            time.sleep(min(beats.interval, WAIT_POLL))
             continue
         with (lock or AskLock(None)).held():
             trial = beats.ask()

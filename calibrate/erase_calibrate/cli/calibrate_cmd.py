@@ -104,7 +104,7 @@ def main_command(
     """Calibrate ERASE for MODEL and write the next version of its profile into OUT.
 
     Several workers (the same command, with the same --storage and --study-name) share one study:
-    --iters counts the study's completed trials, and the worker that completes the last one writes
+    --iters counts the study's finished trials, and the worker that finishes the last one writes
     the profile; the others print a one-line note and exit 0.
     """
     if ctx.invoked_subcommand is not None:
@@ -162,7 +162,7 @@ def finalize(
     select: Optional[str] = typer.Option(None, help="'accuracy' or 'objective'; default: the rule the study was run with."),
 ) -> None:
     """Write the profile of a study from its storage alone (no model, no data): what the workers
-    recorded when they started, and the best of the completed trials. Writes nothing new when this
+    recorded when they started, and the best of the complete trials. Writes nothing new when this
     folder already holds the profile of the same study state."""
     from ..calibration.finalize import finalize as finalize_study
 
