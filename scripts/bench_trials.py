@@ -1,91 +1,190 @@
-"""Trials per minute of the calibrator, with and without the teacher-forced shortcut.
+"""Cost of a calibration's trials: the calibrator's path against generate-and-score of every item.
 
-Usage: python scripts/bench_trials.py [--model PATH|demo] [--items N] [--trials T]
-Without --model it builds a tiny random Qwen2.5-VL whose own answers are the references
-(so every item is base-correct), as the calibrator's tests do.
+Usage:
+    HF_HUB_OFFLINE=1 python scripts/bench_trials.py --model demo --trials 30 [--batch-size 8] [--json F]
+        [--only calibrator|reference] [--keep-step 0.01] [--cache BASE_ANSWER_DIR]
+
+Runs the same seeded study (TPE, --trials trials, the demo's 70 calibration items) twice,
+each in its own journal file:
+
+- **calibrator**: what `erase-calibrate` does: the (item, kept tokens) memo, batches of
+  --batch-size, a teacher-forced check first (generation only where it fails), and trials
+  stopped once they are ruled out under the selection rule;
+- **reference**: every item of every trial generated and scored, one at a time, no memo, no
+  stopping (the paper's per-trial work, without its re-sampling).
+
+Both tell Optuna the same thing (a trial ranked below the best complete one is PRUNED in both),
+so the two studies must agree trial by trial: the same parameters, states and, for complete
+trials, the same accuracy and F, and the same chosen profile. The script checks that and exits
+1 if not. Language-model tokens are counted at the language model's forward (batch x sequence
+length per call, padding included, decode steps included).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import json
+import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--items", type=int, default=16)
-    ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--items", type=int, default=70)
+    ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--alpha", type=float, default=0.65)
+    ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--cache", default=None, help="base-answer cache folder (default: a temporary one)")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--keep-step", type=float, default=0.01, help="the keep-ratio grid (the calibrator's: 0.01)")
+    ap.add_argument("--only", choices=("calibrator", "reference"), default=None, help="run one path (no comparison)")
     args = ap.parse_args()
 
-    from erase_calibrate.answering import greedy_answer, item_inputs
+    import torch
+
     from erase_calibrate.calibration import sources
-    from erase_calibrate.calibration.base_answers import CalibrationItem
+    from erase_calibrate.calibration.base_answers import AnswerCache, cache_key, collect_correct
+    from erase_calibrate.calibration.memo import Memo
     from erase_calibrate.calibration.run import CalibrationConfig, template_profile
+    from erase_calibrate.calibration.search_space import SearchSpace
+    from erase_calibrate.calibration.study import open_study, run_trials, select
     from erase_calibrate.calibration.trials import TrialRunner
     from erase_calibrate.model_loading import load_model
 
-    tmp = Path(tempfile.mkdtemp())
-    if args.model is None:
-        from tiny_qwen import build_processor, build_tiny_qwen25vl, build_tokenizer, make_image
+    tmp = Path(tempfile.mkdtemp(prefix="bench-trials-"))
+    loaded = load_model(args.model)
+    name = sources.default_names(args.model)[0]
+    pool = sources.item_pool(name, data_dir=None, limit=args.items * 3, seed=args.seed)
+    key = cache_key(args.model, loaded.revision, name, loaded.min_pixels, loaded.max_pixels, args.max_new_tokens)
+    cache = AnswerCache(Path(args.cache or tmp / "base-answers"), key, name)
+    items = collect_correct(loaded, name, pool, args.items, cache, sources.score, args.max_new_tokens, batch_size=args.batch_size)
+    print(f"{len(items)} calibration items; torch threads {torch.get_num_threads()}", flush=True)
+    template = template_profile(loaded, CalibrationConfig(model=args.model, levels=4))
 
-        tok = build_tokenizer()
-        build_tiny_qwen25vl(tokenizer=tok).save_pretrained(tmp / "model")
-        build_processor(tok).save_pretrained(tmp / "model")
-        loaded = load_model(str(tmp / "model"))
-        from erase_calibrate.benchmarks.items import Item
-
-        items = []
-        for i in range(args.items):
-            buf = io.BytesIO()
-            make_image(224, 224, i).save(buf, format="PNG")
-            items.append(Item("chartqa", f"x{i}", "q", f"What is shown {i}?", ("",), buf.getvalue()))
-        calib = []
-        for it in items:
-            ans = greedy_answer(loaded.model, loaded.processor, item_inputs(loaded.processor, it), 8)
-            calib.append(CalibrationItem(it, ans, 1.0))
-        score = lambda item, pred: 1.0 if pred == next(c.answer.text for c in calib if c.item is item) else 0.0  # noqa: E731
-    else:
-        loaded = load_model(args.model)
-        pool = sources.item_pool(sources.default_names(args.model)[0], data_dir=None, limit=args.items * 2, seed=0)
-        calib = []
-        for it in pool:
-            ans = greedy_answer(loaded.model, loaded.processor, item_inputs(loaded.processor, it), 8)
-            if sources.score(it, ans.text) >= 0.5:
-                calib.append(CalibrationItem(it, ans, 1.0))
-            if len(calib) >= args.items:
-                break
-        score = sources.score
-    template = template_profile(loaded, CalibrationConfig(model=args.model or "tiny", levels=4))
-    rng = np.random.default_rng(0)
-    configs = []
-    for _ in range(args.trials):
-        t1 = float(rng.uniform(1.0, 5.0))
-        configs.append(((t1, t1 * 0.7, t1 * 0.4), (0.8, float(rng.uniform(0.3, 0.8)), float(rng.uniform(0.2, 0.7)), 0.3)))
-    for fast in (True, False):
-        runner = TrialRunner(loaded, {"bench": calib}, template, score, alpha=0.65, max_new_tokens=8, fast=fast)
+    paths = {
+        "calibrator": dict(fast=True, batch_size=args.batch_size, memo=Memo(), stop_early=True),
+        "reference": dict(fast=False, batch_size=1, memo=None, stop_early=False),
+    }
+    if args.only:
+        paths = {args.only: paths[args.only]}
+    runs = {}
+    for label, kw in paths.items():
+        runner = TrialRunner(loaded, {name: items}, template, sources.score, alpha=args.alpha,
+                             max_new_tokens=args.max_new_tokens, **kw)
         runner.prepare()
-        runner.evaluate(*configs[0])  # warm-up
-        times, generated = [], 0
-        for th, keeps in configs:
+        space = SearchSpace(runner.global_entropies(), levels=4, keep_step=args.keep_step)
+        study = open_study(str(tmp / f"{label}.journal"), label, tmp, args.seed)
+        seconds: list[float] = []
+
+        def timed(thresholds, keeps, ctx, runner=runner, seconds=seconds):
             t0 = time.perf_counter()
-            r = runner.evaluate(th, keeps)
-            times.append(time.perf_counter() - t0)
-            generated += r.generated
+            r = runner.evaluate(thresholds, keeps, ctx)
+            seconds.append(time.perf_counter() - t0)
+            return r
+
+        t0 = time.perf_counter()
+        run_trials(study, space, timed, args.trials, rule="accuracy", memo=kw["memo"])
+        wall = time.perf_counter() - t0
         runner.close()
-        med = statistics.median(times)
-        print(f"{'teacher-forced check' if fast else 'generate and score  '}: median {med * 1000:8.1f} ms per trial "
-              f"({len(calib)} items) = {60 / med:6.1f} trials/min; items generated {generated}/{len(calib) * len(configs)}")
+        trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+        chosen = select(study, "accuracy")
+        runs[label] = {"trials": trials, "seconds": seconds, "wall": wall, "chosen": chosen,
+                       "features": (runner.feature_cache.hits if runner.feature_cache else None)}
+        tokens = [t.user_attrs["tokens"] for t in trials]
+        print(f"{label}: {statistics.mean(tokens):,.0f} tokens/trial, {60 * len(seconds) / sum(seconds):.1f} trials/min, "
+              f"chosen trial {chosen.number}", flush=True)
+
+    if args.only:
+        per = runs[args.only]["trials"]
+        hits = sum(t.user_attrs.get("memo_hits", 0) for t in per)
+        ev = sum(t.user_attrs.get("evaluated", 0) for t in per)
+        for t in per:
+            u = t.user_attrs
+            print(t.number, t.state.name, u.get("evaluated"), u.get("memo_hits"), u.get("generated"), u.get("tokens"),
+                  round(u.get("accuracy", u.get("accuracy_at_most", 0)), 4))
+        print(f"memo hit rate {hits / max(1, hits + ev):.0%}")
+        return 0
+
+    # ---- the two studies must agree
+    a, b = runs["calibrator"]["trials"], runs["reference"]["trials"]
+    problems = []
+    if len(a) != len(b):
+        problems.append(f"{len(a)} vs {len(b)} trials")
+    for x, y in zip(a, b):
+        if x.params != y.params or x.state != y.state:
+            problems.append(f"trial {x.number}: params/state differ ({x.state.name} vs {y.state.name})")
+        elif x.state.name == "COMPLETE" and (x.user_attrs["accuracy"], x.user_attrs["objective"]) != (
+            y.user_attrs["accuracy"], y.user_attrs["objective"]
+        ):
+            problems.append(f"trial {x.number}: accuracy/F differ")
+        elif x.state.name == "PRUNED" and not y.user_attrs["accuracy"] <= x.user_attrs.get("accuracy_at_most", x.user_attrs.get("accuracy")):
+            problems.append(f"trial {x.number}: the reference's accuracy exceeds the early bound")
+    ca, cb = runs["calibrator"]["chosen"], runs["reference"]["chosen"]
+    if (ca.number, ca.user_attrs["thresholds"], ca.user_attrs["keep_ratios"]) != (
+        cb.number, cb.user_attrs["thresholds"], cb.user_attrs["keep_ratios"]
+    ):
+        problems.append("the chosen configurations differ")
+
+    def summary(label: str) -> dict:
+        r = runs[label]
+        trials = r["trials"]
+        tokens = [t.user_attrs["tokens"] for t in trials]
+        hits = sum(t.user_attrs.get("memo_hits", 0) for t in trials)
+        evaluated = sum(t.user_attrs.get("evaluated", 0) for t in trials)
+        return {
+            "tokens_per_trial_mean": statistics.mean(tokens),
+            "tokens_per_trial_median": statistics.median(tokens),
+            "tokens_total": sum(tokens),
+            "seconds_per_trial_mean": statistics.mean(r["seconds"]),
+            "trials_per_minute": 60 * len(r["seconds"]) / sum(r["seconds"]),
+            "wall_seconds": r["wall"],
+            "items_evaluated": evaluated,
+            "memo_hits": hits,
+            "memo_hit_rate": hits / (hits + evaluated) if hits + evaluated else 0.0,
+            "items_generated": sum(t.user_attrs.get("generated", 0) for t in trials),
+            "ruled_out": sum(1 for t in trials if t.state.name == "PRUNED"),
+            "complete": sum(1 for t in trials if t.state.name == "COMPLETE"),
+            "chosen": {"trial": r["chosen"].number, "accuracy": r["chosen"].user_attrs["accuracy"],
+                       "thresholds": r["chosen"].user_attrs["thresholds"], "keep_ratios": r["chosen"].user_attrs["keep_ratios"]},
+            "per_trial": [
+                {"number": t.number, "state": t.state.name, "tokens": t.user_attrs["tokens"],
+                 "evaluated": t.user_attrs.get("evaluated"), "memo_hits": t.user_attrs.get("memo_hits"),
+                 "generated": t.user_attrs.get("generated"),
+                 "accuracy": t.user_attrs.get("accuracy", t.user_attrs.get("accuracy_at_most"))}
+                for t in trials
+            ],
+        }
+
+    result = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "items": len(items),
+        "trials": args.trials,
+        "batch_size": args.batch_size,
+        "calibrator": summary("calibrator"),
+        "reference": summary("reference"),
+        "identical": not problems,
+        "problems": problems,
+    }
+    c, r = result["calibrator"], result["reference"]
+    result["token_ratio"] = r["tokens_per_trial_mean"] / c["tokens_per_trial_mean"]
+    result["speed_ratio"] = c["trials_per_minute"] / r["trials_per_minute"]
+    print(f"tokens per trial: calibrator {c['tokens_per_trial_mean']:,.0f}, reference {r['tokens_per_trial_mean']:,.0f} "
+          f"-> {result['token_ratio']:.1f}x fewer; trials/min {c['trials_per_minute']:.1f} vs {r['trials_per_minute']:.1f}; "
+          f"memo hit rate {c['memo_hit_rate']:.0%}; {c['ruled_out']} of {args.trials} trials ruled out")
+    print("identical trial results and pick" if not problems else "DIFFERENT: " + "; ".join(problems))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0 if not problems else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

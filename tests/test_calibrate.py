@@ -27,26 +27,46 @@ from erase.testing import simple_image
 from tiny_qwen import build_processor, build_tiny_qwen25vl, build_tokenizer, make_image
 
 ITEMS = 6
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # both count towards --iters
 
 
 # ----------------------------------------------------------------------------- pure parts
-def test_thresholds_descend_by_construction():
-    space = SearchSpace()
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(200):
-        t = study.ask()
-        thresholds, keeps = space.suggest(t)
-        assert all(a > b > 0 for a, b in zip(thresholds, thresholds[1:]))
-        assert thresholds[0] <= math.log(256)
-        assert 0.6 <= keeps[0] <= 0.9 and all(0.1 <= k <= 0.85 for k in keeps[1:])
-        study.tell(t, 0.0)
+def test_every_draw_leaves_every_level_non_empty():
+    rng = np.random.default_rng(0)
+    entropies = list(rng.uniform(0.5, 5.0, 40)) + [2.0, 2.0, 2.0]  # ties count once
+    for levels in (2, 3, 4, 6):
+        space = SearchSpace(entropies, levels=levels)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=levels))
+        for _ in range(200):
+            t = study.ask()
+            thresholds, keeps = space.suggest(t)
+            assert all(a > b for a, b in zip(thresholds, thresholds[1:]))
+            assert 0.6 <= keeps[0] <= 0.9 and all(0.1 <= k <= 0.85 for k in keeps[1:])
+            assert (level_shares(entropies, thresholds) > 0).all()  # feasible by construction
+            study.tell(t, 0.0)
+    # the extremes of the parameters are feasible too
+    space = SearchSpace(entropies, levels=4)
+    for q in (0.0, 1.0):
+        th, _ = space.decode({"q1": q, "q2": q, "q3": q, **{f"keep{i}": 0.5 for i in range(1, 5)}})
+        assert (level_shares(entropies, th) > 0).all()
 
 
-def test_encode_decode_round_trip():
-    space = SearchSpace()
+def test_too_few_distinct_complexities_is_one_line():
+    with pytest.raises(erase.EraseError, match="3 distinct complexities"):
+        SearchSpace([1.0, 1.0, 2.0, 3.0], levels=4)
+
+
+def test_warm_start_maps_a_profile_into_the_space():
+    entropies = [0.5, 1.0, 1.2, 1.3, 1.5, 1.8, 2.5, 3.0]
+    space = SearchSpace(entropies, levels=4)
     th, keeps = (1.69, 1.35, 1.17), (0.8268, 0.7514, 0.4947, 0.4034)
     dec = space.decode(space.encode(th, keeps))
-    assert dec[0] == pytest.approx(th) and dec[1] == pytest.approx(keeps)
+    assert levels_of(entropies, dec[0]).tolist() == levels_of(entropies, th).tolist()  # the same partition
+    assert dec[1] == pytest.approx(keeps, abs=0.005)  # on the 0.01 grid
+    # a profile that leaves levels empty here maps to the nearest partition that does not
+    dec, _ = space.decode(space.encode((10.0, 9.0, 8.0), keeps))
+    assert (level_shares(entropies, dec) > 0).all()
+    assert levels_of(entropies, dec).tolist().count(4) == len(entropies) - 3
 
 
 def test_objective_is_exactly_the_formula():
@@ -117,21 +137,25 @@ def test_calibrate_end_to_end_writes_a_loadable_profile(tiny_setup, tmp_path):
     assert ada is not None and ada.images == ITEMS and ada.erank_avg >= 1.0 and 0.0 < ada.tau_max <= 2.0
     assert (out / "model.v1-report.md").read_text().startswith("# Calibration of")
     assert Image.open(out / "model.v1-trials.png").size[0] > 100
-    study = optuna.load_study(
-        study_name="model-erase",
-        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "model-erase.journal"))),
-    )
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(done) == 4
+    study = _journal_study(out)
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(finished) == 4 and len(study.trials) == 4  # every trial counts: none wasted on an empty level
+    done = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
+    for t in finished:
+        ua = t.user_attrs
+        assert {"mean_pruning", "c1", "c2", "feasible", "tokens", "evaluated", "memo_hits"} <= set(ua)
+        assert ua["feasible"] and ua["c1"] > 0 and ua["c2"] > 0
     for t in done:
         ua = t.user_attrs
-        assert {"accuracy", "objective", "mean_pruning", "c1", "c2", "feasible"} <= set(ua)
         assert ua["objective"] == pytest.approx(
             0.65 * ua["accuracy"] + 0.35 * sum(ua[f"c{i + 1}"] * (1 - k) for i, k in enumerate(ua["keep_ratios"]))
         )
-    # the profile is the selected trial: highest accuracy among feasible ones, ties to F
-    feasible = [t for t in done if t.user_attrs["feasible"]]
-    best = max(feasible, key=lambda t: (t.user_attrs["accuracy"], t.value))
+    for t in finished:
+        if t.state == optuna.trial.TrialState.PRUNED:  # ruled out: below a complete trial under the rule
+            bound = t.user_attrs.get("accuracy", t.user_attrs.get("accuracy_at_most"))
+            assert (bound, t.user_attrs.get("objective", t.user_attrs.get("objective_at_most"))) < tuple(t.user_attrs["rival"])
+    # the profile is the selected trial: highest accuracy among complete ones, ties to F
+    best = max(done, key=lambda t: (t.user_attrs["accuracy"], t.value))
     assert list(profile.stage1.keep_ratios) == pytest.approx(best.user_attrs["keep_ratios"])
 
     # the runtime applies it to the same model
@@ -145,8 +169,8 @@ def test_calibrate_end_to_end_writes_a_loadable_profile(tiny_setup, tmp_path):
     _calibrate(tiny_setup, out, "--iters", "5", "--levels", "2")
     assert erase.load_profile(out / "model.v2.yaml").profile_version == 2
     assert (out / "model.v1.yaml").exists()
-    study = optuna.load_study(study_name="model-erase", storage=study._storage)
-    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 5
+    study = _journal_study(out)
+    assert len([t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]) == 5
 
 
 @pytest.mark.parametrize(
@@ -199,7 +223,7 @@ def test_kill_mid_study_and_resume(tiny_setup, tmp_path):
             if not (out / "model-erase.journal").exists():
                 continue
             states = [t.state for t in _journal_study(out).trials]
-            if states.count(optuna.trial.TrialState.COMPLETE) >= 3 and optuna.trial.TrialState.RUNNING in states:
+            if sum(states.count(s) for s in FINISHED) >= 3 and optuna.trial.TrialState.RUNNING in states:
                 proc.send_signal(signal.SIGKILL)
                 break
         proc.wait(timeout=60)
@@ -207,12 +231,12 @@ def test_kill_mid_study_and_resume(tiny_setup, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL, "the calibrator finished before it could be killed mid-trial"
-    before = {t.number: t.params for t in _journal_study(out).trials if t.state == optuna.trial.TrialState.COMPLETE}
+    before = {t.number: t.params for t in _journal_study(out).trials if t.state in FINISHED}
     assert not (out / "model.v1.yaml").exists()  # nothing half-written
 
     _calibrate(tiny_setup, out, *args)
     trials = _journal_study(out).trials
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [t for t in trials if t.state in FINISHED]
     assert len(complete) == 12, [(t.number, t.state.name, t.user_attrs.get("worker")) for t in trials]
     assert {t.number: t.params for t in complete if t.number in before} == before  # none lost
     assert len({tuple(sorted(t.params.items())) for t in complete}) == len(complete)  # none duplicated
@@ -221,8 +245,12 @@ def test_kill_mid_study_and_resume(tiny_setup, tmp_path):
 
 
 def test_fast_path_equals_generate_then_score(tiny_setup):
+    """The calibrator's path (teacher-forced check, left-padded batches whose samples keep different
+    numbers of tokens, batched generation where the check fails, the memo) decides every item as
+    generating and scoring it alone does."""
     from erase_calibrate.calibration import sources
     from erase_calibrate.calibration.base_answers import CalibrationItem
+    from erase_calibrate.calibration.memo import Memo
     from erase_calibrate.calibration.run import CalibrationConfig, template_profile
     from erase_calibrate.calibration.trials import TrialRunner
     from erase_calibrate.model_loading import load_model
@@ -234,25 +262,29 @@ def test_fast_path_equals_generate_then_score(tiny_setup):
         ans = greedy_answer(loaded.model, loaded.processor, item_inputs(loaded.processor, item), 4)
         calib["chartqa"].append(CalibrationItem(item, ans, sources.score(item, ans.text)))
     template = template_profile(loaded, CalibrationConfig(model="model", levels=2))
-    runners = [
-        TrialRunner(loaded, calib, template, sources.score, alpha=0.65, max_new_tokens=4, fast=fast) for fast in (True, False)
-    ]
-    for r in runners:
+    fast = TrialRunner(loaded, calib, template, sources.score, alpha=0.65, max_new_tokens=4, batch_size=4, memo=Memo())
+    slow = TrialRunner(loaded, calib, template, sources.score, alpha=0.65, max_new_tokens=4, fast=False, batch_size=1)
+    for r in (fast, slow):
         r.prepare()
     try:
         rng = np.random.default_rng(0)
-        seen_fast = 0
-        for _ in range(6):
-            th = (float(rng.uniform(0.5, 4.0)),)
-            keeps = (float(rng.uniform(0.3, 0.9)), float(rng.uniform(0.1, 0.8)))
-            fast, slow = (r.evaluate(th, keeps) for r in runners)
-            assert fast.correct == slow.correct
-            assert fast.accuracy == slow.accuracy and fast.objective == slow.objective
-            assert slow.generated == len(items)
-            seen_fast += len(items) - fast.generated
-        assert seen_fast > 0  # the teacher-forced check really decided some items
+        # a random tiny model loses its answers to most pruning: half the configurations keep nearly everything
+        configs = [((float(rng.uniform(0.5, 4.0)),), (float(rng.uniform(lo, 1.0)), float(rng.uniform(lo, 1.0))))
+                   for lo in (0.1, 0.9, 0.3, 0.9, 0.5, 0.95)]
+        checked = hits = 0
+        for th, keeps in configs + configs[:2]:  # the repeats come from the memo
+            a, b = fast.evaluate(th, keeps), slow.evaluate(th, keeps)
+            assert a.correct == b.correct
+            assert a.accuracy == b.accuracy and a.objective == b.objective and a.complete and b.complete
+            assert b.generated == b.evaluated == len(items) and b.memo_hits == 0
+            checked += a.evaluated - a.generated
+            hits += a.memo_hits
+            assert b.tokens > 0 and (a.tokens > 0) == (a.evaluated > 0)
+        assert checked > 0  # the teacher-forced check really decided some items
+        assert hits >= 2 * len(items)  # the repeated configurations came from the memo
+        assert fast.feature_cache.hits > 0  # features served by identity
     finally:
-        for r in runners:
+        for r in (fast, slow):
             r.close()
 
 
@@ -267,9 +299,19 @@ def test_warm_start_is_the_first_trial(tiny_setup, tmp_path):
     warm.save(tmp_path / "warm.yaml")
     out = tmp_path / "out"
     _calibrate(tiny_setup, out, "--iters", "2", "--levels", "2", "--warm-start", str(tmp_path / "warm.yaml"))
-    first = min(_journal_study(out).trials, key=lambda t: t.number)
-    assert first.user_attrs["thresholds"] == pytest.approx([2.5])
+    study = _journal_study(out)
+    first = min(study.trials, key=lambda t: t.number)
     assert first.user_attrs["keep_ratios"] == pytest.approx([0.8, 0.4])
+    # the warm start's thresholds, mapped into the space: the same partition of the calibration images
+    # (or the nearest one that leaves no level empty), its thresholds the midpoints of the gaps
+    from erase_calibrate.calibration import record
+
+    template = record.load_setup(study).template_profile()
+    h = [erase.stage1.score_image(it.image, template).global_entropy for it in load_items("chartqa", data_dir=tiny_setup / "data")]
+    want = levels_of(h, (2.5,))
+    if len(set(want.tolist())) == 2:
+        assert levels_of(h, first.user_attrs["thresholds"]).tolist() == want.tolist()
+    assert len(set(levels_of(h, first.user_attrs["thresholds"]).tolist())) == 2
 
 
 def test_a_trial_created_by_a_process_killed_before_naming_it_is_an_orphan(tmp_path):

@@ -5,12 +5,16 @@ The workers are real `erase-calibrate` processes on the tiny model and data of t
 
 from __future__ import annotations
 
+import datetime
 import os
 import shlex
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -76,17 +80,19 @@ def _cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def _assert_study_exact(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+def _assert_study_exact(study: optuna.Study, iters: int = ITERS) -> list[optuna.trial.FrozenTrial]:
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == ITERS
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]  # finished: they count
+    assert len(done) == iters
     assert len({t.number for t in trials}) == len(trials)
-    assert len({tuple(sorted(t.params.items())) for t in complete}) == ITERS  # no draw duplicated
-    for t in trials:  # anything not complete is a surplus trial: never evaluated
-        if t.state != TrialState.COMPLETE:
+    assert len({tuple(sorted(t.params.items())) for t in done}) == iters  # no draw duplicated
+    for t in trials:  # anything not finished is a surplus trial: never evaluated
+        if t not in done:
             assert t.state == TrialState.FAIL and t.user_attrs.get("surplus") and not t.params
-    assert len({t.user_attrs["worker"] for t in complete}) == 2  # both workers really ran trials
-    return complete
+    # Which worker ran how many trials is the scheduler's business (one may even run them all);
+    # every finished trial names one of the two.
+    assert 1 <= len({t.user_attrs["worker"] for t in done}) <= 2
+    return [t for t in done if t.state == TrialState.COMPLETE]
 
 
 def _assert_one_writer(results: list[subprocess.CompletedProcess], profiles: list[Path]) -> Path:
@@ -138,6 +144,76 @@ def test_two_workers_on_postgresql(tiny_setup, postgres, tmp_path):  # noqa: F81
     assert record.load_setup(study).datasets == {"chartqa": ITEMS}
     chosen = max((t for t in complete if t.user_attrs["feasible"]), key=lambda t: (t.user_attrs["accuracy"], t.value))
     assert list(erase.load_profile(path).stage1.keep_ratios) == pytest.approx(chosen.user_attrs["keep_ratios"])
+
+
+def _running_trial_of(url: str, study_name: str, pid: int) -> optuna.trial.FrozenTrial | None:
+    try:
+        study = optuna.load_study(study_name=study_name, storage=url)
+    except KeyError:
+        return None
+    me = f"{socket.gethostname()}:{pid}"
+    return next((t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.user_attrs.get("worker") == me), None)
+
+
+def test_a_worker_killed_mid_trial_is_noticed_by_heartbeat_and_its_trial_rerun(tiny_setup, postgres, tmp_path):  # noqa: F811
+    """Two workers on PostgreSQL (as on two hosts: nothing shared but the database). One is killed in
+    the middle of a trial; the other notices through Optuna's heartbeat within the grace period,
+    re-runs that trial's parameters and finishes the study with exactly --iters trials."""
+    url, name, iters, grace = postgres.url(), "heartbeat", 8, 3
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    extra = ["--storage", url, "--study-name", name, "--heartbeat-interval", "1", "--grace-period", str(grace)]
+
+    def cmd(out: Path) -> list[str]:
+        argv = _worker_cmd(tiny_setup, out, *extra)
+        return [*argv[: argv.index("--iters")], "--iters", str(iters), *argv[argv.index("--iters") + 2 :]]
+
+    victim = subprocess.Popen(cmd(tmp_path / "host-b"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    survivor = None
+    try:
+        deadline = time.monotonic() + 300
+        killed = None
+        while killed is None:
+            assert time.monotonic() < deadline and victim.poll() is None, "the victim never ran a trial"
+            trial = _running_trial_of(url, name, victim.pid)
+            if trial is None:
+                time.sleep(0.05)
+                continue
+            victim.send_signal(signal.SIGSTOP)  # frozen mid-trial (its heartbeat thread too) ...
+            still = _running_trial_of(url, name, victim.pid)
+            if still is None or still.number != trial.number:
+                victim.send_signal(signal.SIGCONT)  # it finished that trial just before: wait for its next one
+                continue
+            survivor = subprocess.Popen(cmd(tmp_path / "host-a"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, env=env)
+            me = f"{socket.gethostname()}:{survivor.pid}"
+            while survivor.poll() is None and time.monotonic() < deadline:  # the survivor is at work ...
+                study = optuna.load_study(study_name=name, storage=url)
+                if any(t.user_attrs.get("worker") == me for t in study.get_trials(deepcopy=False)):
+                    break
+                time.sleep(0.2)
+            victim.send_signal(signal.SIGKILL)  # ... when the victim dies, as with a lost host
+            killed, killed_at = trial, datetime.datetime.now()
+        victim.wait(timeout=30)
+        out, err = survivor.communicate(timeout=480)
+    finally:
+        for p in (victim, survivor):
+            if p is not None and p.poll() is None:
+                p.kill()
+    assert survivor.returncode == 0, err[-3000:]
+    assert out.startswith("profile  "), out  # the survivor finished the study and wrote the profile
+    assert erase.load_profile(Path(out.split()[1])).calibration.iterations == iters
+
+    study = optuna.load_study(study_name=name, storage=url)
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(done) == iters  # exactly --iters, the killed trial's re-run among them
+    dead = next(t for t in trials if t.number == killed.number)
+    assert dead.state == TrialState.FAIL
+    assert (dead.datetime_complete - killed_at).total_seconds() < grace + 30  # noticed within a bounded time
+    rerun = [t for t in done if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(rerun) == 1 and rerun[0].params == dead.params
+    assert rerun[0].user_attrs["worker"] != dead.user_attrs["worker"]
+    assert [t.state for t in trials].count(TrialState.FAIL) == 1
 
 
 def test_write_claim_is_atomic_on_postgresql(postgres):
@@ -280,7 +356,7 @@ def test_if_stale_calibrates_a_stale_profile(journal_run, tiny_setup, tmp_path):
 
 
 # ----------------------------------------------------------------------------- exactness, in process
-def _fake_result(thresholds, keeps) -> TrialResult:
+def _fake_result(thresholds, keeps, context=None) -> TrialResult:
     return TrialResult(tuple(thresholds), tuple(keeps), accuracy=1.0, objective=0.5, shares=(0.5, 0.5),
                        mean_pruning=0.3, feasible=True)
 
@@ -290,7 +366,7 @@ def test_a_worker_that_asks_for_one_trial_too_many_stops(tmp_path):
     storage = str(tmp_path / "s.journal")
     a = open_study(storage, "race", tmp_path, seed=0)
     b = open_study(storage, "race", tmp_path, seed=0)
-    space = SearchSpace(levels=2)
+    space = SearchSpace([0.5, 1.0, 1.5, 2.0], levels=2)
     assert run_trials(a, space, _fake_result, iters=2).completed == 2
     # now the study holds 2; aim at 3: A takes the last slot right after B passed its check
     taken = {}
@@ -314,7 +390,7 @@ def test_workers_draw_different_points(tmp_path):
     """Per-trial seeding: two workers with the same seed never propose the same point."""
     storage = str(tmp_path / "s.journal")
     workers = [open_study(storage, "draws", tmp_path, seed=7) for _ in range(2)]
-    space = SearchSpace(levels=4)
+    space = SearchSpace([0.5, 1.0, 1.5, 2.0, 2.5, 3.0], levels=4)
     for _ in range(5):
         for w in workers:
             t = w.ask()

@@ -1,4 +1,4 @@
-"""Asking a model about items: chat-formatted inputs, greedy answers, teacher-forced checks."""
+"""Asking a model about items: chat-formatted inputs, greedy answers, teacher-forced checks, one item or a batch."""
 
 from __future__ import annotations
 
@@ -25,7 +25,11 @@ def item_inputs(processor: Any, item: Any, device: Any = "cpu") -> dict[str, tor
 def greedy_answer(model: Any, processor: Any, inputs: dict[str, torch.Tensor], max_new_tokens: int) -> Answer:
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    ids = out[0, inputs["input_ids"].shape[1] :].tolist()
+    return _answer(out[0, inputs["input_ids"].shape[1] :].tolist(), model, processor)
+
+
+def _answer(ids: list[int], model: Any, processor: Any) -> Answer:
+    """Generated ids up to and including the first end-of-turn token, padding dropped."""
     pad = processor.tokenizer.pad_token_id
     eos = _eos_ids(model)
     trimmed = []
@@ -42,17 +46,11 @@ def reproduces(model: Any, inputs: dict[str, torch.Tensor], answer_ids: Sequence
     """Whether greedy decoding would emit exactly `answer_ids`: one forward with the answer appended."""
     if not answer_ids:
         return False
-    ans = torch.tensor([list(answer_ids)], dtype=inputs["input_ids"].dtype, device=inputs["input_ids"].device)
-    full = dict(inputs)
-    n = ans.shape[1]
-    full["input_ids"] = torch.cat([inputs["input_ids"], ans], dim=1)
-    full["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(ans)], dim=1)
-    if "mm_token_type_ids" in inputs:
-        full["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(ans)], dim=1)
+    n = len(answer_ids)
     with torch.no_grad():
-        logits = model(**full, use_cache=False, logits_to_keep=n + 1).logits
+        logits = model(**with_answer(inputs, answer_ids), use_cache=False, logits_to_keep=n + 1).logits
     predicted = logits[0, :n].argmax(-1)
-    return bool(torch.equal(predicted, ans[0]))
+    return bool(torch.equal(predicted, torch.tensor(list(answer_ids), device=predicted.device)))
 
 
 def _eos_ids(model: Any) -> set[int]:
@@ -60,3 +58,74 @@ def _eos_ids(model: Any) -> set[int]:
     if eos is None:
         return set()
     return set(eos) if isinstance(eos, (list, tuple)) else {int(eos)}
+
+
+# ----------------------------------------------------------------------------- batches
+# Per-token tensors of a prompt: left-padded to the longest prompt of a batch. Everything else
+# (pixel_values, image_grid_thw, ...) is stacked along its first dimension, images in batch order.
+SEQUENCE_KEYS = {"input_ids": None, "attention_mask": 0, "mm_token_type_ids": 0, "token_type_ids": 0}
+
+
+def collate(inputs: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """One left-padded batch from per-item processor outputs (a single item comes back unchanged)."""
+    if len(inputs) == 1:
+        return dict(inputs[0])
+    width = max(int(x["input_ids"].shape[1]) for x in inputs)
+    out: dict[str, torch.Tensor] = {}
+    for key in inputs[0]:
+        parts = [x[key] for x in inputs]
+        if key in SEQUENCE_KEYS:
+            fill = pad_id if SEQUENCE_KEYS[key] is None else SEQUENCE_KEYS[key]
+            rows = []
+            for p in parts:
+                pad = width - int(p.shape[1])
+                rows.append(torch.cat([p.new_full((p.shape[0], pad), fill), p], dim=1) if pad else p)
+            out[key] = torch.cat(rows, dim=0)
+        else:
+            out[key] = torch.cat(parts, dim=0)
+    return out
+
+
+def with_answer(inputs: dict[str, torch.Tensor], answer_ids: Sequence[int]) -> dict[str, torch.Tensor]:
+    """A prompt's inputs with the answer's tokens appended (for a teacher-forced forward)."""
+    ans = torch.tensor([list(answer_ids)], dtype=inputs["input_ids"].dtype, device=inputs["input_ids"].device)
+    full = dict(inputs)
+    full["input_ids"] = torch.cat([inputs["input_ids"], ans], dim=1)
+    full["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(ans)], dim=1)
+    for key in ("mm_token_type_ids", "token_type_ids"):
+        if key in inputs:
+            full[key] = torch.cat([inputs[key], torch.zeros_like(ans)], dim=1)
+    return full
+
+
+def reproduce_batch(
+    model: Any, inputs: Sequence[dict[str, torch.Tensor]], answers: Sequence[Sequence[int]], pad_id: int
+) -> list[bool]:
+    """Per item, whether greedy decoding would emit exactly its answer: one teacher-forced forward
+    over the left-padded batch of prompt + answer."""
+    out = [False] * len(inputs)
+    live = [i for i, a in enumerate(answers) if len(a)]
+    if not live:
+        return out
+    longest = max(len(answers[i]) for i in live)
+    batch = collate([with_answer(inputs[i], answers[i]) for i in live], pad_id)
+    with torch.no_grad():
+        logits = model(**batch, use_cache=False, logits_to_keep=longest + 1).logits
+    predicted = logits[:, :longest].argmax(-1)  # position p predicts the token after it
+    for row, i in enumerate(live):
+        n = len(answers[i])
+        want = torch.tensor(list(answers[i]), device=predicted.device)
+        out[i] = bool(torch.equal(predicted[row, longest - n :], want))
+    return out
+
+
+def greedy_answers(
+    model: Any, processor: Any, inputs: Sequence[dict[str, torch.Tensor]], max_new_tokens: int
+) -> list[Answer]:
+    """Greedy answers of a left-padded batch (one `generate()` call)."""
+    pad = processor.tokenizer.pad_token_id
+    batch = collate(inputs, pad)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+    start = batch["input_ids"].shape[1]
+    return [_answer(out[row, start:].tolist(), model, processor) for row in range(len(inputs))]

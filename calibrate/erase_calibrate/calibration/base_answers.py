@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 from erase import EraseError
 from erase.fileio import atomic_write
 
-from ..answering import Answer, greedy_answer, item_inputs
+from ..answering import Answer, greedy_answers, item_inputs
 
 CORRECT = 0.5  # a score at or above this counts as answered correctly (binary metrics give 0 or 1)
 CACHE_FORMAT = 1  # part of the key: a change of what an entry means starts a new cache
@@ -98,24 +98,48 @@ def collect_correct(
     score: Callable[[Any, str], float],
     max_new_tokens: int,
     on_item: Callable[[bool], None] | None = None,
+    batch_size: int = 1,
 ) -> list[CalibrationItem]:
-    """Answer items of `pool` in order until `wanted` are correct (or the pool runs out)."""
+    """Answer items of `pool` in order until `wanted` are correct (or the pool runs out).
+
+    Items without a cached answer are answered `batch_size` at a time (a batch may answer a few
+    items past the last one kept: they are cached, not kept). Nothing is written to the cache
+    until some item is answered correctly (a dataset nobody answers leaves no trace).
+    """
     kept: list[CalibrationItem] = []
+    pool = list(pool)
     device = loaded.model.device
-    for item in pool:
+    answers: dict[int, tuple[Answer, float]] = {}
+    held: list[tuple[Any, Answer, float]] = []  # computed before the first correct answer: written after it
+    for pos, item in enumerate(pool):
         if len(kept) >= wanted:
             break
-        rec = cache.get(item.id)
-        if rec is None:
-            answer = greedy_answer(loaded.model, loaded.processor, item_inputs(loaded.processor, item, device), max_new_tokens)
-            value = float(score(item, answer.text))
-            cache.put(item.id, answer, value)
-        else:
-            answer = Answer(text=rec["text"], token_ids=tuple(rec["tokens"]))
-            value = float(rec["score"])
+        if pos not in answers:
+            rec = cache.get(item.id)
+            if rec is not None:
+                answers[pos] = (Answer(text=rec["text"], token_ids=tuple(rec["tokens"])), float(rec["score"]))
+            else:
+                todo = [p for p in range(pos, len(pool)) if p not in answers and cache.get(pool[p].id) is None]
+                todo = todo[: max(1, batch_size)]
+                got = greedy_answers(
+                    loaded.model, loaded.processor, [item_inputs(loaded.processor, pool[p], device) for p in todo],
+                    max_new_tokens,
+                )
+                for p, answer in zip(todo, got):
+                    value = float(score(pool[p], answer.text))
+                    answers[p] = (answer, value)
+                    held.append((pool[p], answer, value))
+                if any(v >= CORRECT for _, _, v in held) or kept:
+                    for it, a, v in held:
+                        cache.put(it.id, a, v)
+                    held.clear()
+        answer, value = answers.pop(pos)
         ok = value >= CORRECT
         if ok:
             kept.append(CalibrationItem(item, answer, value))
         if on_item is not None:
             on_item(ok)
+    if kept:
+        for it, a, v in held:
+            cache.put(it.id, a, v)
     return kept

@@ -2,7 +2,7 @@
 
 Both the worker that finishes a study and `erase-calibrate finalize` end here.
 Writing is idempotent: when the study already has a profile for the same
-completed trials and rule in this folder (recorded in the study), nothing is
+finished trials and rule in this folder (recorded in the study), nothing is
 written again. Writers on one machine are serialised by a lock file in the
 output folder, so two of them never pick the same version number.
 """
@@ -23,7 +23,7 @@ from erase import EraseError
 
 from . import record
 from .output import build_profile, next_version, write_outputs
-from .study import WORKER, check_storage, check_study_name, count, open_study, select
+from .study import WORKER, check_storage, check_study_name, count, finished, open_study, select
 
 LOCK_NAME = ".erase-write.lock"
 
@@ -54,9 +54,9 @@ def out_lock(out: Path) -> Iterator[None]:
 
 
 def write_profile(study: optuna.Study, setup: record.StudySetup, out: Path, rule: str) -> Written:
-    """Select by `rule` among the study's completed trials and write profile, report and plot into `out`."""
+    """Select by `rule` among the study's complete trials and write profile, report and plot into `out`."""
     chosen = select(study, rule)
-    complete = count(study, TrialState.COMPLETE)
+    complete = finished(study)
     template = setup.template_profile()
     with out_lock(out):
         prev = record.written(study, complete, rule=rule, out=out)

@@ -36,3 +36,13 @@ def objective(alpha: float, accuracy: float, shares: Sequence[float], keep_ratio
 
 def mean_pruning(shares: Sequence[float], keep_ratios: Sequence[float]) -> float:
     return float(np.dot(np.asarray(shares), 1.0 - np.asarray(keep_ratios)))
+
+
+RULES = ("accuracy", "objective")
+
+
+def rank_key(rule: str, accuracy: float, objective_value: float) -> tuple[float, float]:
+    """What the selection rule maximises, lexicographically: the paper's (accuracy, F), or (F, accuracy)."""
+    if rule == "objective":
+        return (float(objective_value), float(accuracy))
+    return (float(accuracy), float(objective_value))

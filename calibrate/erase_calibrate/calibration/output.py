@@ -67,11 +67,21 @@ def write_outputs(out_dir: Path, profile: Profile, study: optuna.Study, chosen: 
     profile_path = out_dir / f"{stem}.yaml"
     plot_path = out_dir / f"{stem}-trials.png"
     report_path = out_dir / f"{stem}-report.md"
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "accuracy" in t.user_attrs]
+    stopped = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
     feasible = [(t.user_attrs["mean_pruning"], t.user_attrs["accuracy"]) for t in trials if t.user_attrs.get("feasible")]
     infeasible = [(t.user_attrs["mean_pruning"], t.user_attrs["accuracy"]) for t in trials if not t.user_attrs.get("feasible")]
+    ruled = [
+        (t.user_attrs["mean_pruning"], t.user_attrs.get("accuracy", t.user_attrs.get("accuracy_at_most", 0.0)))
+        for t in stopped if "mean_pruning" in t.user_attrs
+    ]
+    series = [Series("complete trials", feasible, (40, 90, 200))]
+    if ruled:
+        series.append(Series("ruled out (stopped early: accuracy at most)", ruled, (230, 140, 40), 3))
+    if infeasible:
+        series.append(Series("a level left empty", infeasible, (170, 170, 170), 3))
     png = scatter_png(
-        [Series("feasible trials", feasible, (40, 90, 200)), Series("a level left empty", infeasible, (170, 170, 170), 3)],
+        series,
         title=f"{profile.name}: accuracy vs mean pruning ratio per trial",
         xlabel="mean pruning ratio (sum c_i p_i)",
         ylabel="normalised accuracy",
@@ -79,12 +89,12 @@ def write_outputs(out_dir: Path, profile: Profile, study: optuna.Study, chosen: 
         highlight_label=f"selected: trial {chosen.number}",
     )
     atomic_write(plot_path, png)
-    atomic_write(report_path, report_markdown(profile, trials, chosen, config, plot_path.name))
+    atomic_write(report_path, report_markdown(profile, trials, chosen, config, plot_path.name, stopped))
     profile.save(profile_path)  # last: the profile appears only when everything else is written
     return {"profile": profile_path, "report": report_path, "plot": plot_path}
 
 
-def report_markdown(profile: Profile, trials: list, chosen: Any, config: Any, plot_name: str) -> str:
+def report_markdown(profile: Profile, trials: list, chosen: Any, config: Any, plot_name: str, stopped: list = ()) -> str:
     ua = chosen.user_attrs
     levels = len(ua["keep_ratios"])
     lines = [
@@ -92,8 +102,8 @@ def report_markdown(profile: Profile, trials: list, chosen: Any, config: Any, pl
         "",
         f"Command: `{config.command}`",
         "",
-        f"Profile `{profile.name}` v{profile.profile_version}, {len(trials)} completed trials, alpha {config.alpha}, "
-        f"seed {config.seed}, selection rule `{config.select}`.",
+        f"Profile `{profile.name}` v{profile.profile_version}, {len(trials) + len(stopped)} trials ({len(trials)} complete, "
+        f"{len(stopped)} ruled out and stopped early), alpha {config.alpha}, seed {config.seed}, selection rule `{config.select}`.",
         "",
         "## Selected configuration",
         "",
@@ -109,9 +119,16 @@ def report_markdown(profile: Profile, trials: list, chosen: Any, config: Any, pl
         lines.append(f"| {i + 1} | {ua[f'c{i + 1}']:.3f} | {k:.4f} | {1 - k:.4f} |")
     lines += ["", f"![trials]({plot_name})", "", "## Best trials by accuracy", "",
               "| trial | accuracy | F | mean pruning | feasible |", "|---|---|---|---|---|"]
-    ranked = sorted(trials, key=lambda t: (-t.user_attrs["accuracy"], -t.value))[:10]
+    ranked = sorted(trials, key=lambda t: (-t.user_attrs["accuracy"], -t.user_attrs["objective"]))[:10]
     for t in ranked:
         a = t.user_attrs
-        lines.append(f"| {t.number} | {a['accuracy']:.4f} | {t.value:.4f} | {a['mean_pruning']:.4f} | {a['feasible']} |")
+        lines.append(f"| {t.number} | {a['accuracy']:.4f} | {a['objective']:.4f} | {a['mean_pruning']:.4f} | {a['feasible']} |")
+    tokens = [t.user_attrs["tokens"] for t in [*trials, *stopped] if "tokens" in t.user_attrs]
+    hits = sum(t.user_attrs.get("memo_hits", 0) for t in [*trials, *stopped])
+    decided = hits + sum(t.user_attrs.get("evaluated", 0) for t in [*trials, *stopped])
+    if tokens:
+        lines += ["", "## Cost", "",
+                  f"- language-model tokens per trial (batch x sequence length): mean {sum(tokens) / len(tokens):,.0f}",
+                  f"- item results taken from the memo: {hits} of {decided}" + (f" ({hits / decided:.0%})" if decided else "")]
     lines.append("")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ Stored as study user attributes when a worker starts:
 - ``erase.items``: per benchmark, how many calibration items the base model answered correctly
   and a digest of their ids; workers whose base answers kept different items would score trials
   on different data, so that is an error too.
-- ``erase.written.N.RULE.FOLDER``: where the profile for N completed trials, picked by RULE, was
+- ``erase.written.N.RULE.FOLDER``: where the profile for N finished trials, picked by RULE, was
   written (FOLDER: a digest of the output folder's path).
 
 Writing is claimed once per study state: the first worker to create the (empty) study
@@ -31,12 +31,17 @@ from optuna.exceptions import DuplicatedStudyError
 from erase import EraseError, Profile
 from erase.profile import profile_from_dict
 
+from .study import storage_of
+
 SETUP = "erase.setup"
 ITEMS = "erase.items"
 WRITTEN = "erase.written"
 
-# Options that change what a trial measures: every worker of a study must agree on them.
-_SAME = ("alpha", "seed", "levels", "benchmarks", "per_benchmark", "max_new_tokens", "stage2_keep_ratio")
+# Options that change what a trial measures: every worker of a study must agree on them. The
+# selection rule is one of them: trials are ruled out (stopped early) under it.
+_SAME = ("alpha", "seed", "levels", "benchmarks", "data", "per_benchmark", "max_new_tokens", "stage2_keep_ratio", "select")
+# The search space's parametrisation (search_space.py): a study of an earlier one cannot continue.
+SPACE = "quantile-cuts, keep ratios on a 0.01 grid"
 
 
 @dataclass
@@ -53,6 +58,8 @@ class StudySetup:
     study_name: str
     command: str
     template: dict[str, Any]
+    data: list[str] = field(default_factory=list)  # own datasets: what each is (source, scorer, template)
+    space: str = SPACE
     # filled from the study when the profile is written
     iters: int = 0
     datasets: dict[str, int] = field(default_factory=dict)
@@ -64,6 +71,7 @@ class StudySetup:
             benchmarks=list(config.benchmarks), per_benchmark=config.per_benchmark,
             max_new_tokens=config.max_new_tokens, stage2_keep_ratio=config.stage2_keep_ratio,
             select=config.select, study_name=config.study_name, command=config.command, template=template.to_dict(),
+            data=[d.spec() for d in getattr(config, "own", [])],
         )
 
     def template_profile(self) -> Profile:
@@ -78,11 +86,22 @@ class StudySetup:
 
 def save_setup(study: optuna.Study, setup: StudySetup) -> None:
     """Record the setup on a new study; on an existing one, refuse a worker that measures differently."""
+    check_setup(study, setup)
+    study.set_user_attr(SETUP, setup.stored())  # the latest worker's command
+
+
+def check_setup(study: optuna.Study, setup: StudySetup) -> None:
+    """Refuse (one line) to join a study that measures differently; changes nothing."""
     prev = study.user_attrs.get(SETUP)
     if prev is not None:
         mine = setup.stored()
+        if prev.get("space") != mine["space"]:
+            raise EraseError(
+                f"study {study.study_name!r} was started by an earlier erase-calibrate with another search space; "
+                "use another --study-name (or finalize it: erase-calibrate finalize)"
+            )
         for key in _SAME:
-            if prev.get(key) != mine[key]:
+            if prev.get(key, [] if key == "data" else None) != mine[key]:
                 raise EraseError(_differs(study.study_name, key, prev.get(key), mine[key]))
         theirs, ours = prev.get("template", {}).get("model", {}), mine["template"]["model"]
         for key in ("revision", "fingerprint"):
@@ -92,7 +111,6 @@ def save_setup(study: optuna.Study, setup: StudySetup) -> None:
             raise EraseError(
                 _differs(study.study_name, "pixel range", prev["template"].get("image_processing"), mine["template"]["image_processing"])
             )
-    study.set_user_attr(SETUP, setup.stored())  # the latest worker's command and selection rule
 
 
 def _differs(study: str, what: str, theirs: Any, ours: Any) -> str:
@@ -138,9 +156,9 @@ def claim_name(study: optuna.Study, complete: int) -> str:
 
 
 def claim(study: optuna.Study, complete: int, worker: str) -> bool:
-    """True for exactly one caller per (study, completed trials): it writes the profile."""
+    """True for exactly one caller per (study, finished trials): it writes the profile."""
     try:
-        token = optuna.create_study(study_name=claim_name(study, complete), storage=study._storage)  # noqa: SLF001
+        token = optuna.create_study(study_name=claim_name(study, complete), storage=storage_of(study))
     except DuplicatedStudyError:
         return False
     token.set_user_attr("worker", worker)
@@ -150,14 +168,14 @@ def claim(study: optuna.Study, complete: int, worker: str) -> bool:
 def release(study: optuna.Study, complete: int) -> None:
     """Give a claim back (the write failed), so a rerun or another worker can write."""
     try:
-        optuna.delete_study(study_name=claim_name(study, complete), storage=study._storage)  # noqa: SLF001
+        optuna.delete_study(study_name=claim_name(study, complete), storage=storage_of(study))
     except KeyError:
         pass
 
 
 def claimed_by(study: optuna.Study, complete: int) -> str | None:
     try:
-        token = optuna.load_study(study_name=claim_name(study, complete), storage=study._storage)  # noqa: SLF001
+        token = optuna.load_study(study_name=claim_name(study, complete), storage=storage_of(study))
     except KeyError:
         return None
     return str(token.user_attrs.get("worker", "another worker"))
@@ -170,7 +188,7 @@ def written_key(complete: int, rule: str, out: Path) -> str:
 
 
 def written(study: optuna.Study, complete: int, *, rule: str | None = None, out: Path | None = None) -> dict[str, Any] | None:
-    """A record of a profile written for this many completed trials: by `rule` into `out` when given;
+    """A record of a profile written for this many finished trials: by `rule` into `out` when given;
     otherwise preferring one in `out`."""
     prefix = f"{WRITTEN}.{complete}."
     found = [v for k, v in sorted(study.user_attrs.items()) if k.startswith(prefix) and isinstance(v, dict)]

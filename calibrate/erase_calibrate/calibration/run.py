@@ -2,7 +2,11 @@
 
 Several workers may run this on one study (see study.py); the profile is
 written once, by the worker that claims the finished study (record.py),
-normally the one that completes the last trial. The others end with a note.
+normally the one that finishes the last trial. The others end with a note.
+
+Nothing is written before the calibration items are known: the data is read
+and checked, the model answers them (the base-answer cache is written only
+once some item is answered correctly), and only then is the study created.
 """
 
 from __future__ import annotations
@@ -32,28 +36,33 @@ from erase.profile import (
 )
 
 from .. import __version__
+from ..benchmarks import own_data
 from ..interrupts import Interrupted
 from ..model_identity import load_config
 from ..model_loading import check_device, check_dtype, load_model
 from . import record, sources, staleness
 from .base_answers import AnswerCache, cache_key, collect_correct
 from .finalize import write_profile
+from .memo import Memo
 from .output import profile_name
 from .search_space import SearchSpace
 from .study import (
     WORKER,
     AskLock,
     FreshStart,
+    Heartbeat,
     WorkerRun,
     check_storage,
     check_study_name,
     count,
     fail_orphans,
+    finished,
     journal_path,
     open_study,
     redact,
     run_trials,
     select,
+    study_exists,
 )
 from .trials import TrialRunner
 from .ui import Progress
@@ -85,6 +94,13 @@ class CalibrationConfig:
     command: str = ""
     revision: str | None = None  # hub ids: branch, tag or commit
     if_stale: str | None = None  # profile name or path: calibrate only when it is stale for the model
+    batch_size: int | None = None  # None: 16 on CUDA, 8 on CPU
+    datasets: list[str] = field(default_factory=list)  # own data: imagefolder / save_to_disk folders, hub ids
+    prompt_template: str | None = None
+    scorer: str = "vqa"
+    heartbeat_interval: int = 60  # database storages; 0: off
+    grace_period: int | None = None  # None: twice the interval
+    own: list = field(default_factory=list)  # filled by validate(): an OwnDataset per --dataset
 
     def validate(self) -> None:
         """Every option checked before anything is loaded or written (a refused run writes nothing)."""
@@ -121,11 +137,18 @@ class CalibrationConfig:
                 raise EraseError(f"--data-dir {self.data_dir}: {what}")
             if not os.access(self.data_dir, os.R_OK | os.X_OK):
                 raise EraseError(f"--data-dir {self.data_dir}: not a readable folder")
+        if self.batch_size is not None:
+            _in_range("--batch-size", self.batch_size, 1, MAX_BATCH)
+        if self.heartbeat_interval < 0 or (self.grace_period is not None and self.grace_period < 1):
+            raise EraseError("--heartbeat-interval must be >= 0 (0: off) and --grace-period >= 1")
+        if (self.prompt_template is not None or self.scorer != "vqa") and not self.datasets:
+            raise EraseError("--prompt-template and --scorer apply to --dataset data; give a --dataset")
         check_writable(self.out, "--out", folder=True)
-        self.benchmarks = sources.check_names(self.benchmarks or sources.default_names(self.model))
+        self.benchmarks = sources.check_names(self.benchmarks or sources.default_names(self.model, self.datasets))
         repeated = sorted({b for b in self.benchmarks if self.benchmarks.count(b) > 1})
         if repeated:
             raise EraseError(f"--benchmarks names {', '.join(repeated)} more than once")
+        self.own = own_data.describe(self.datasets, self.scorer, self.prompt_template, set(self.benchmarks))
         if self.warm_start is not None:
             warm = load_profile(self.warm_start)
             if warm.num_levels != self.levels:
@@ -135,10 +158,20 @@ class CalibrationConfig:
                 )
 
 
+    @property
+    def batch(self) -> int:
+        return self.batch_size or (16 if str(self.device).startswith("cuda") else 8)
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(self.heartbeat_interval or None, self.grace_period)
+
+
 MAX_ITERS = 1_000_000
 MAX_PER_BENCHMARK = 100_000
 MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_NEW_TOKENS = 4096
+MAX_BATCH = 4096
 
 
 def _in_range(option: str, value: int, lo: int, hi: int) -> None:
@@ -202,103 +235,131 @@ def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str]
             if verdict.current:
                 return Outcome(note=f"{verdict.line()}; nothing to calibrate")
             say(f"{verdict.line()}; calibrating")
-    space = SearchSpace(levels=config.levels)
-    warm = None
-    if config.warm_start:
-        wp = load_profile(config.warm_start)
-        warm = space.encode(wp.stage1.thresholds, wp.stage1.keep_ratios)
+    warm = load_profile(config.warm_start) if config.warm_start else None
     study = None
     try:
         # the model's config, the data, then the model: each can refuse the run, none writes anything
         load_config(config.model, config.revision)
+        limit = config.per_benchmark * config.pool_factor
+        own = {ds.name: (own_data.load_items(ds, limit=limit, seed=config.seed), ds.spec()) for ds in config.own}
         pools = {
-            name: sources.item_pool(name, data_dir=config.data_dir, limit=config.per_benchmark * config.pool_factor, seed=config.seed)
+            name: (sources.item_pool(name, data_dir=config.data_dir, limit=limit, seed=config.seed), name)
             for name in config.benchmarks
         }
+        pools.update(own)  # the registry's benchmarks first, then the user's datasets
         loaded = load_model(
             config.model, device=config.device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
             revision=config.revision,
         )
         template = template_profile(loaded, config)
         config.study_name = check_study_name(config.study_name or f"{template.name.lstrip('.') or 'model'}-erase")
+        if study_exists(config.storage, config.study_name, out):  # refuse another setup before the long phases
+            existing = open_study(config.storage, config.study_name, out, config.seed, create=False)
+            record.check_setup(existing, record.StudySetup.from_config(config, template))
         with FreshStart(config.storage, config.study_name, out) as fresh:
-            study = fresh.study = open_study(config.storage, config.study_name, out, config.seed)
-            record.save_setup(study, record.StudySetup.from_config(config, template))
-            lock = AskLock(journal_path(config.storage, config.study_name, out))
-            orphans = fail_orphans(study, lock)
-            if orphans:
-                progress.note(f"resuming: {orphans} trial(s) of a stopped run marked failed")
-            if warm is not None and not study.trials:
-                study.enqueue_trial(warm)
-            runner = _prepare(config, loaded, template, pools, study, out, progress)
+            items = _base_answers(config, loaded, pools, out, progress)
+            runner = TrialRunner(
+                loaded, items, template, sources.score, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
+                stage2_keep_ratio=config.stage2_keep_ratio, batch_size=config.batch, memo=Memo(),
+            )
+            try:
+                with progress.task("inputs + entropy", total=sum(len(v) for v in items.values())) as tick:
+                    runner.prepare(on_item=tick)
+                space = SearchSpace(runner.global_entropies(), levels=config.levels)  # too few distinct images: the error now
+                # AdaVTP's reference statistics (erase.adavtp) on the same items; the profile carries them
+                template = with_adavtp_reference(template, loaded.model, runner.item_inputs())
+                study = fresh.study = open_study(config.storage, config.study_name, out, config.seed, heartbeat=config.heartbeat)
+                record.save_setup(study, record.StudySetup.from_config(config, template))
+                record.save_items(study, items)
+                lock = AskLock(journal_path(config.storage, config.study_name, out))
+                orphans = fail_orphans(study, lock)
+                if orphans:
+                    progress.note(f"resuming: {orphans} trial(s) of a stopped run marked failed")
+                if warm is not None and not study.trials:
+                    study.enqueue_trial(space.encode(warm.stage1.thresholds, warm.stage1.keep_ratios))
+            except BaseException:
+                runner.close()
+                raise
         try:
-            done = count(study, TrialState.COMPLETE)
+            done = finished(study)
             with progress.task("trials", total=config.iters, completed=min(done, config.iters)) as tick:
                 def on_trial(t: Any) -> None:
                     best = _best_line(study, config.select)
                     tick(description=f"trials  {best}")
 
-                run = run_trials(study, space, runner.evaluate, config.iters, on_trial=on_trial, lock=lock)
+                run = run_trials(
+                    study, space, runner.evaluate, config.iters, on_trial=on_trial, lock=lock, rule=config.select,
+                    memo=runner.memo,
+                )
         finally:
             runner.close()
+        if run.completed:
+            progress.note(_run_line(run))
         return finish(study, config, out, run)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted_line(study, config)) from None
 
 
-def _prepare(
-    config: CalibrationConfig, loaded: Any, template: Profile, pools: dict[str, list], study: Any, out: Path, progress: Progress
-) -> TrialRunner:
-    """Phase 1, the items the unpruned model answers correctly; then the trial runner, ready."""
+def _base_answers(
+    config: CalibrationConfig, loaded: Any, pools: dict[str, tuple[list, str]], out: Path, progress: Progress
+) -> dict[str, list]:
+    """Phase 1: the items the unpruned model answers correctly, per benchmark or dataset."""
     items: dict[str, list] = {}
-    cache_dir = out / "base-answers"
-    for name, pool in pools.items():
-        key = cache_key(config.model, loaded.revision, name, loaded.min_pixels, loaded.max_pixels, config.max_new_tokens)
-        cache = AnswerCache(cache_dir, key, name)
+    tried = 0
+    for name, (pool, spec) in pools.items():
+        key = cache_key(config.model, loaded.revision, spec, loaded.min_pixels, loaded.max_pixels, config.max_new_tokens)
+        cache = AnswerCache(out / "base-answers", key, name)
         with progress.task(f"base answers  {name}", total=len(pool)) as tick:
             got = collect_correct(
                 loaded, name, pool, config.per_benchmark, cache, sources.score, config.max_new_tokens,
-                on_item=lambda ok: tick(),
+                on_item=lambda ok: tick(), batch_size=config.batch,
             )
+        tried += min(len(pool), _answered(pool, got, config.per_benchmark))
         progress.note(f"{name}: {len(got)} correctly answered items kept (of {config.per_benchmark} wanted)")
         if got:
             items[name] = got
     if not items:
-        raise EraseError("the unpruned model answered no calibration item correctly; nothing to calibrate on")
-    record.save_items(study, items)
-    runner = TrialRunner(
-        loaded, items, template, sources.score, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
-        stage2_keep_ratio=config.stage2_keep_ratio,
-    )
-    n_items = sum(len(v) for v in items.values())
-    with progress.task("vision features + entropy", total=n_items) as tick:
-        runner.prepare(on_item=tick)
-    # AdaVTP's reference statistics (erase.adavtp) on the same items; the profile carries them
-    template = with_adavtp_reference(template, loaded.model, runner.item_inputs())
-    record.save_setup(study, record.StudySetup.from_config(config, template))
-    return runner
+        raise EraseError(f"none of {tried} items answered correctly by the base model; check the prompt and answers")
+    return items
 
 
 def _interrupted_line(study: Any, config: CalibrationConfig) -> str:
-    """What an interrupted worker leaves: the study's completed trials, and how to continue."""
+    """What an interrupted worker leaves: the study's finished trials, and how to continue."""
     if study is None:
         return "interrupted before the study started; nothing was written"
     try:
-        n = count(study, TrialState.COMPLETE)
+        n = finished(study)
     except Exception:  # noqa: BLE001 - the storage went away: say what is known
-        return f"interrupted: study {config.study_name!r} keeps its completed trials; rerun the same command to continue"
-    return f"interrupted: study {config.study_name!r} keeps {n} completed trial(s); rerun the same command to continue"
+        return f"interrupted: study {config.study_name!r} keeps its finished trials; rerun the same command to continue"
+    return f"interrupted: study {config.study_name!r} keeps {n} finished trial(s); rerun the same command to continue"
+
+
+def _answered(pool: list, kept: list, wanted: int) -> int:
+    """How far into its pool a benchmark got (everything, unless it found `wanted` correct ones)."""
+    if len(kept) < wanted or not kept:
+        return len(pool)
+    last = kept[-1].item
+    return next((i + 1 for i, it in enumerate(pool) if it is last), len(pool))
+
+
+def _run_line(run: WorkerRun) -> str:
+    decided = run.evaluated + run.memo_hits
+    hit = f"{run.memo_hits / decided:.0%}" if decided else "-"
+    return (
+        f"this worker: {run.completed} trial(s), {run.ruled_out} stopped early as ruled out; memo hits {hit} of "
+        f"{decided} item results; {run.tokens / max(1, run.completed):,.0f} language-model tokens per trial"
+    )
 
 
 def finish(study: Any, config: CalibrationConfig, out: Path, run: WorkerRun) -> Outcome:
     """Write the profile if this worker claims the finished study; otherwise say who will."""
     name, iters = config.study_name, config.iters
-    complete = count(study, TrialState.COMPLETE)
-    later = f"the worker that completes the last trial writes the profile (or run: {finalize_command(config)})"
+    complete = finished(study)
+    later = f"the worker that finishes the last trial writes the profile (or run: {finalize_command(config)})"
     if complete < iters:
         running = count(study, TrialState.RUNNING)
-        return Outcome(note=f"study {name!r}: {complete} of {iters} trials complete, {running} running in other workers; {later}")
-    if run.surplus:
+        return Outcome(note=f"study {name!r}: {complete} of {iters} trials finished, {running} running in other workers; {later}")
+    if (run.surplus or run.waited) and not run.finished_study:
         return Outcome(note=f"study {name!r}: its last trials ran in other workers; {later}")
     select(study, config.select)  # no feasible trial: the error, before anything is claimed
     if not record.claim(study, complete, WORKER):

@@ -1,4 +1,5 @@
-"""Where calibration items come from, and how answers are scored: benchmarks, or the demo tasks."""
+"""Where calibration items come from, and how answers are scored: benchmarks, the demo tasks, or a
+user's own datasets (benchmarks/own_data.py; their items carry their scorer)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from erase import EraseError
 
 from .. import benchmarks
+from ..benchmarks import own_data
 
 DEMO = "demo"
 
@@ -34,6 +36,8 @@ def item_pool(name: str, *, data_dir: str | None, limit: int, seed: int) -> list
 
 
 def score(item: Any, prediction: str) -> float:
+    if own_data.is_own(item):
+        return own_data.score(item, prediction)
     if item.benchmark == DEMO:
         from ..demo import tasks
 
@@ -41,7 +45,10 @@ def score(item: Any, prediction: str) -> float:
     return benchmarks.score(item, prediction)
 
 
-def default_names(model: str) -> list[str]:
+def default_names(model: str, datasets: list[str] | None = None) -> list[str]:
+    """--benchmarks when it is not given: none with --dataset (only the user's data calibrates)."""
+    if datasets:
+        return []
     if model == DEMO:
         return [DEMO]
     return list(benchmarks.CALIBRATION_BENCHMARKS)

@@ -1,16 +1,29 @@
 """The Optuna study: storage, resumption, the trial loop and the pick.
 
 The default storage is a journal file next to the output, so rerunning the same
-command continues the study. A process killed mid-trial leaves that trial
-RUNNING; the next run marks it failed if the process that owned it is gone,
-and runs trials until the study holds `iters` completed ones.
+command continues the study. Only public Optuna API is used.
 
-Several workers may share one study (a journal file on one machine, or a
-database). `iters` counts the study's trials, not a worker's: a trial is only
-run when fewer than `iters` trials numbered before it are complete or running,
-so workers asking at the same moment never overshoot. Trial numbers are
-assigned in creation order by both storages (RDB locks the study row, the
-journal orders its log), which is what makes that count exact.
+A trial *finishes* COMPLETE (every item evaluated, F told to Optuna) or PRUNED
+(ruled out: its accuracy, or F, already ranks below the best complete trial
+under the selection rule, so it can never be selected; see trials.py). `iters`
+counts finished trials, all workers together: a trial is only run when fewer
+than `iters` trials numbered before it are finished or running, so workers
+asking at the same moment never overshoot. Trial numbers are assigned in
+creation order by both storages (RDB locks the study row, the journal orders
+its log), which is what makes that count exact.
+
+A worker killed mid-trial leaves that trial RUNNING. With a journal file, the
+next run on the same host marks it failed when the process that owned it is
+gone. With a database (RDB) storage, every worker records a heartbeat for its
+running trial (Optuna's `RDBStorage(heartbeat_interval=..., grace_period=...)`;
+under ask/tell nothing records it for us, so a thread here does, through the
+storage's public `record_heartbeat`), and the others call
+`optuna.storages.fail_stale_trials` before every ask and while they wait for the
+last trials: a trial without a heartbeat for the grace period is failed and,
+through `RetryHeartbeatStaleTrialCallback`, re-enqueued with the same
+parameters, and the next free worker runs it. Workers of such a study wait
+until it holds `iters` finished trials instead of leaving when the last trials
+are running elsewhere, so someone is always there to notice.
 """
 
 from __future__ import annotations
@@ -21,13 +34,17 @@ import random
 import re
 import shutil
 import socket
+import threading
 import time
+import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import optuna
 from optuna.storages.journal import JournalFileBackend
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from erase import EraseError
@@ -36,11 +53,36 @@ from erase.limits import open_regular
 
 from ..interrupts import deferred
 
+from .memo import Memo
+from .objective import RULES, rank_key
 from .sampler import TrialSeededTPE
 from .search_space import SearchSpace
-from .trials import TrialResult
+from .trials import Context, TrialResult
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+WAIT_POLL = 2.0  # seconds between looks at the study while other workers run its last trials
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Optuna's heartbeat for database storages: seconds between beats, and without one before a
+    running trial counts as dead (None: Optuna's default, twice the interval). interval None: off."""
+
+    interval: int | None = 60
+    grace: int | None = None
+
+
+# The storage object each study was opened with: the claims in record.py open sibling studies on
+# it, and the heartbeat writes to it (public storage methods, no private attribute of the study).
+_STORAGES: "weakref.WeakKeyDictionary[optuna.Study, Any]" = weakref.WeakKeyDictionary()
+
+
+def storage_of(study: optuna.Study) -> Any:
+    try:
+        return _STORAGES[study]
+    except KeyError:
+        raise EraseError(f"study {study.study_name!r} was not opened by erase-calibrate") from None
 
 
 def journal_path(storage: str | None, study_name: str, out_dir: Path) -> Path | None:
@@ -99,7 +141,9 @@ class _JournalFile(JournalFileBackend):
             super().append_logs(logs)
 
 
-def open_storage(storage: str | None, study_name: str, out_dir: Path, *, create: bool = True) -> Any:
+def open_storage(
+    storage: str | None, study_name: str, out_dir: Path, *, create: bool = True, heartbeat: Heartbeat | None = None
+) -> Any:
     path = journal_path(storage, study_name, out_dir)
     if path is not None:
         from optuna.storages import JournalStorage
@@ -117,9 +161,17 @@ def open_storage(storage: str | None, study_name: str, out_dir: Path, *, create:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EraseError(f"{path}: not a readable study journal ({type(exc).__name__}: {first})") from None
     # Workers starting together race to create the schema on an empty database; a retry sees it made.
+    beat = heartbeat if heartbeat is not None and heartbeat.interval else None
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(storage)
+            if beat is None:
+                return optuna.storages.RDBStorage(storage)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    storage, heartbeat_interval=beat.interval, grace_period=beat.grace,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+                )
         except Exception as exc:  # noqa: BLE001 - storage URLs fail in many ways; one line for the user
             if attempt == 4 or not _transient(exc):
                 raise EraseError(f"cannot open storage {redact(storage)}: {str(exc).strip().splitlines()[0]}") from None
@@ -142,26 +194,45 @@ def redact(url: str) -> str:
 
 
 def open_study(
-    storage: str | None, study_name: str, out_dir: Path, seed: int, *, create: bool = True
+    storage: str | None, study_name: str, out_dir: Path, seed: int, *, create: bool = True,
+    heartbeat: Heartbeat | None = None,
 ) -> optuna.Study:
     """Create or load the study; a plain path (or none) means a journal file.
 
     With `create=False` the study must exist (finalize reads a study, never starts one).
+    `heartbeat` applies to database URLs only.
     """
-    storage_obj = open_storage(storage, study_name, out_dir, create=create)
+    storage_obj = open_storage(storage, study_name, out_dir, create=create, heartbeat=heartbeat)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     where = redact(storage) if storage else str(journal_path(None, study_name, out_dir))
     try:
         if create:
-            return optuna.create_study(
+            study = optuna.create_study(
                 study_name=study_name, storage=storage_obj, sampler=TrialSeededTPE(seed), direction="maximize",
                 load_if_exists=True,
             )
-        return optuna.load_study(study_name=study_name, storage=storage_obj, sampler=TrialSeededTPE(seed))
+        else:
+            study = optuna.load_study(study_name=study_name, storage=storage_obj, sampler=TrialSeededTPE(seed))
     except KeyError:
         raise EraseError(f"no study {study_name!r} in {where}") from None
     except Exception as exc:  # noqa: BLE001 - storage URLs fail in many ways; one line for the user
         raise EraseError(f"cannot open study {study_name!r} in {where}: {str(exc).strip().splitlines()[0]}") from None
+    _STORAGES[study] = storage_obj
+    return study
+
+
+def study_exists(storage: str | None, study_name: str, out_dir: Path) -> bool:
+    """Whether the study is already there, without creating anything (no journal file, no study)."""
+    path = journal_path(storage, study_name, out_dir)
+    if path is not None and not path.is_file():
+        return False
+    try:
+        names = optuna.get_all_study_names(storage=open_storage(storage, study_name, out_dir, create=False))
+    except EraseError:
+        return False
+    except Exception:  # noqa: BLE001 - an unreachable database: opening it for real says why
+        return False
+    return study_name in names
 
 
 class FreshStart:
@@ -269,7 +340,7 @@ def _fail_orphans(study: optuna.Study, unnamed_are_dead: bool) -> int:
         w_host, _, pid = worker.rpartition(":")
         dead = (not worker and unnamed_are_dead) or (w_host == host and pid.isdigit() and not _alive(int(pid)))
         if dead:
-            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)  # no public per-trial API
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             n += 1
     return n
 
@@ -288,27 +359,141 @@ def count(study: optuna.Study, *states: TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+def finished(study: optuna.Study) -> int:
+    """Trials that count towards --iters: complete, or stopped early as ruled out."""
+    return count(study, *FINISHED)
+
+
+# ----------------------------------------------------------------------------- heartbeat
+class Beats:
+    """The heartbeat of this worker's running trial, and failing other workers' stale ones.
+
+    Active only for a database storage opened with a heartbeat interval. `Study.ask` warns that
+    heartbeats are meant for `Study.optimize` (which starts a beating thread itself); under
+    ask/tell this class is that thread, so the warning is silenced here.
+    """
+
+    def __init__(self, study: optuna.Study):
+        self.study = study
+        storage = _STORAGES.get(study)
+        interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+        self.storage = storage if interval else None
+        self.interval = int(interval or 0)
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.storage is not None
+
+    def ask(self) -> optuna.trial.Trial:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            trial = self.study.ask()
+        if self.enabled:
+            self._start(trial.number)
+        return trial
+
+    def _start(self, number: int) -> None:
+        storage = self.storage
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(self.study.study_name), number
+        )
+        storage.record_heartbeat(trial_id)  # at once: a trial without any beat is never found stale
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.interval):
+                try:
+                    storage.record_heartbeat(trial_id)
+                except Exception:  # noqa: BLE001 - a missed beat: the next one may get through
+                    pass
+
+        self._stop, self._thread = stop, threading.Thread(target=beat, name=f"erase-heartbeat-{number}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            self._stop = self._thread = None
+
+    def fail_stale(self) -> None:
+        """Fail the trials of workers that stopped beating (each is re-enqueued with its parameters)."""
+        if self.enabled:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(self.study)
+
+
+# ----------------------------------------------------------------------------- the loop
 @dataclass
 class WorkerRun:
-    completed: int = 0  # trials this worker completed
-    surplus: bool = False  # stopped because other workers had already taken the last trials
+    completed: int = 0  # trials this worker finished (complete or ruled out)
+    ruled_out: int = 0  # of those, ruled out (PRUNED)
+    surplus: bool = False  # other workers had already taken the last trials
+    lost: int = 0  # trials of this worker another one failed as stale (they were re-run elsewhere)
+    waited: bool = False  # waited for other workers' last trials (heartbeat storages)
+    finished_study: bool = False  # one of its trials brought the study to `iters` finished trials
+    tokens: int = 0  # language-model tokens this worker's trials processed
+    evaluated: int = 0  # items decided by a forward pass
+    memo_hits: int = 0  # items decided by the memo
+
+
+class StudyContext(Context):
+    """A trial's view of its study: the rival to beat, and where its results are shared."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.trial.Trial, rule: str):
+        self.study = study
+        self.trial = trial
+        self.rule = rule
+        self._batch = 0
+
+    def rival(self) -> tuple[float, float] | None:
+        best = best_complete(self.study, self.rule)
+        return None if best is None else rank_key(self.rule, best.user_attrs["accuracy"], best.user_attrs["objective"])
+
+    def remember(self, entries: list[tuple[int, int, int, bool]]) -> None:
+        try:
+            Memo.record(self.trial, self._batch, entries)
+        except UpdateFinishedTrialError:
+            pass  # another worker failed this trial as stale; its retry recomputes what it needs
+        self._batch += 1
 
 
 def run_trials(
     study: optuna.Study,
     space: SearchSpace,
-    evaluate: Callable[[tuple, tuple], TrialResult],
+    evaluate: Callable[..., TrialResult],
     iters: int,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
     lock: AskLock | None = None,
+    rule: str = "accuracy",
+    memo: Memo | None = None,
 ) -> WorkerRun:
-    """Run trials until the study holds `iters` completed ones (counting other workers' too)."""
+    """Run trials until the study holds `iters` finished ones (counting other workers' too).
+
+    `evaluate(thresholds, keep_ratios, context)` evaluates one configuration. A result that is
+    ruled out is told to Optuna as PRUNED (TPE ranks pruned trials below every complete one, and
+    the pick never takes them); otherwise the trial is told its F.
+    """
     run = WorkerRun()
-    while count(study, TrialState.COMPLETE) + count(study, TrialState.RUNNING) < iters:
+    beats = Beats(study)
+    while True:
+        beats.fail_stale()
+        done, running = finished(study), count(study, TrialState.RUNNING)
+        if done >= iters:
+            break
+        if done + running >= iters:
+            if not beats.enabled:
+                break  # the other workers finish the study (or a rerun on their host does)
+            run.waited = True
+            time.sleep(min(beats.interval, WAIT_POLL))
+            continue
         trial = None
         try:
             with (lock or AskLock(None)).held(), deferred():  # a signal never separates a trial from its worker's name
-                trial = study.ask()
+                trial = beats.ask()
                 trial.set_user_attr("worker", WORKER)
             if trials_before(study, trial.number) >= iters:
                 # Another worker asked at the same moment and took the last slot: this trial is one too many.
@@ -317,51 +502,114 @@ def run_trials(
                     trial.set_user_attr("surplus", True)
                     study.tell(trial, state=TrialState.FAIL)
                 run.surplus = True
-                break
+                if not beats.enabled:
+                    break
+                continue
+            if memo is not None:
+                memo.refresh(study)
             thresholds, keeps = space.suggest(trial)
-            result = evaluate(thresholds, keeps)
-            record(trial, result)
+            result = evaluate(thresholds, keeps, StudyContext(study, trial, rule))
+            try:
+                with deferred():
+                    record(trial, result, rule)
+                    if result.ruled_out:
+                        frozen = study.tell(trial, state=TrialState.PRUNED)
+                    else:
+                        frozen = study.tell(trial, result.objective)
+            except UpdateFinishedTrialError:
+                run.lost += 1  # failed as stale by another worker (no heartbeat for the grace period)
+                continue
         except BaseException:  # Ctrl-C, SIGTERM or an error: the trial ends FAIL, not RUNNING forever
             if trial is not None:
                 with deferred(), contextlib.suppress(Exception):
                     study.tell(trial, state=TrialState.FAIL)
             raise
-        with deferred():
-            frozen = study.tell(trial, result.objective)
+        finally:
+            beats.stop()
         run.completed += 1
+        run.finished_study = finished(study) >= iters
+        run.ruled_out += int(result.ruled_out)
+        run.tokens += result.tokens
+        run.evaluated += result.evaluated
+        run.memo_hits += result.memo_hits
         if on_trial is not None:
             on_trial(frozen)
     return run
 
 
 def trials_before(study: optuna.Study, number: int) -> int:
-    """Complete or running trials numbered below `number`: the ones that count before it."""
-    live = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+    """Finished or running trials numbered below `number`: the ones that count before it."""
+    live = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
     return sum(1 for t in live if t.number < number)
 
 
-def record(trial: optuna.trial.Trial, r: TrialResult) -> None:
-    trial.set_user_attr("accuracy", r.accuracy)
-    trial.set_user_attr("objective", r.objective)
-    trial.set_user_attr("mean_pruning", r.mean_pruning)
-    trial.set_user_attr("feasible", r.feasible)
-    empty = int(sum(1 for c in r.shares if c == 0))
-    trial.set_user_attr("empty_levels", empty)
-    trial.set_constraint("empty_levels", float(empty))  # > 0: infeasible; TPE steers away from it
-    trial.set_user_attr("generated", r.generated)
-    trial.set_user_attr("thresholds", list(r.thresholds))
-    trial.set_user_attr("keep_ratios", list(r.keep_ratios))
+def record(trial: optuna.trial.Trial, r: TrialResult, rule: str = "accuracy") -> None:
+    attrs: dict[str, Any] = {
+        "mean_pruning": r.mean_pruning,
+        "feasible": r.feasible,
+        "empty_levels": int(sum(1 for c in r.shares if c == 0)),
+        "generated": r.generated,
+        "evaluated": r.evaluated,
+        "memo_hits": r.memo_hits,
+        "tokens": r.tokens,
+        "all_evaluated": r.complete,
+        "thresholds": list(r.thresholds),
+        "keep_ratios": list(r.keep_ratios),
+    }
+    if r.complete:
+        attrs["accuracy"], attrs["objective"] = r.accuracy, r.objective
+    else:  # stopped early: what is known is a bound
+        attrs["accuracy_at_most"], attrs["objective_at_most"] = r.accuracy, r.objective
+    if r.ruled_out:
+        attrs["ruled_out_under"] = rule
+        attrs["rival"] = list(r.rival) if r.rival is not None else None
     for i, c in enumerate(r.shares, start=1):
-        trial.set_user_attr(f"c{i}", c)
+        attrs[f"c{i}"] = c
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    trial.set_constraint("empty_levels", float(attrs["empty_levels"]))  # > 0: infeasible; TPE steers away
+
+
+def _feasible_complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("feasible") and "accuracy" in t.user_attrs
+    ]
+
+
+def _key(rule: str, t: optuna.trial.FrozenTrial) -> tuple[float, float, int]:
+    return (*rank_key(rule, t.user_attrs["accuracy"], t.user_attrs["objective"]), -t.number)
+
+
+def best_complete(study: optuna.Study, rule: str) -> optuna.trial.FrozenTrial | None:
+    done = _feasible_complete(study)
+    return max(done, key=lambda t: _key(rule, t)) if done else None
 
 
 def select(study: optuna.Study, rule: str) -> optuna.trial.FrozenTrial:
-    """The paper's rule: highest accuracy among feasible trials, ties to higher F; or best F."""
-    done = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("feasible")
+    """The paper's rule: highest accuracy among feasible trials, ties to higher F; or best F.
+
+    Trials ruled out under `rule` are below a complete trial by construction, so the pick is among
+    complete ones. Trials ruled out under the *other* rule join when they were fully evaluated;
+    when they were stopped early their rank under `rule` is unknown, and that is an error.
+    """
+    if rule not in RULES:
+        raise EraseError(f"--select must be 'accuracy' or 'objective', got {rule!r}")
+    candidates = _feasible_complete(study)
+    other = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if t.user_attrs.get("ruled_out_under", rule) != rule
     ]
-    if not done:
+    partial = [t for t in other if not t.user_attrs.get("all_evaluated")]
+    if partial:
+        under = partial[0].user_attrs.get("ruled_out_under")
+        raise EraseError(
+            f"{len(partial)} trial(s) of study {study.study_name!r} stopped early, ruled out under --select {under}: "
+            f"they cannot be ranked by {rule}; use --select {under}"
+        )
+    candidates += [t for t in other if t.user_attrs.get("feasible") and "accuracy" in t.user_attrs]
+    if not candidates and not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise EraseError(f"study {study.study_name!r} has no complete trial yet; run more trials")
+    if not candidates:
         raise EraseError("no feasible trial: every completed trial left a complexity level empty; run more trials")
-    if rule == "objective":
-        return max(done, key=lambda t: (t.value, t.user_attrs["accuracy"], -t.number))
-    return max(done, key=lambda t: (t.user_attrs["accuracy"], t.value, -t.number))
+    return max(candidates, key=lambda t: _key(rule, t))

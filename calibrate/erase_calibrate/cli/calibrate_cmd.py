@@ -60,7 +60,9 @@ def main_command(
         None, "--model", help="Hub id, local checkpoint folder, or 'demo' (the shipped demo model). Required to calibrate."
     ),
     alpha: float = typer.Option(0.65, help="Accuracy weight of F = alpha*Accuracy + (1-alpha)*sum c_i p_i, in [0, 1]."),
-    iters: int = typer.Option(100, help="Completed trials the study should hold (all workers together)."),
+    iters: int = typer.Option(
+        100, help="Finished trials the study should hold, all workers together (complete, or stopped early as ruled out)."
+    ),
     levels: int = typer.Option(4, help="Complexity levels N (N-1 thresholds)."),
     benchmarks: Optional[str] = typer.Option(
         None, help="Comma-separated benchmarks; default: the eight calibration benchmarks ('demo' for --model demo)."
@@ -92,12 +94,30 @@ def main_command(
         help="Calibrate only if PROFILE (name or path) is stale for MODEL, as `check` decides (or does not exist yet); "
         "when it is current, print why and exit 0.",
     ),
+    batch_size: Optional[int] = typer.Option(
+        None, help="Items per forward pass in base answers and trials (default: 16 on CUDA, 8 on CPU)."
+    ),
+    dataset: Optional[list[str]] = typer.Option(
+        None, "--dataset", metavar="PATH_OR_HUB_ID",
+        help="Calibrate on your own data (repeatable): an imagefolder with metadata.jsonl (file_name, question, "
+        "answers or answer, optional choices), a save_to_disk folder, or a hub id. Without --benchmarks, only these calibrate.",
+    ),
+    prompt_template: Optional[str] = typer.Option(
+        None, help="Prompt for --dataset items, e.g. '{question}\nAnswer with one word.' ({choices}: the options). "
+        "Default: the question as given."
+    ),
+    scorer: str = typer.Option("vqa", help="How --dataset answers are scored: exact, vqa, anls, relaxed or choice."),
+    heartbeat_interval: int = typer.Option(
+        60, help="Database storages: seconds between a worker's heartbeats (0: off); a trial silent for the grace "
+        "period is failed and re-run by another worker."
+    ),
+    grace_period: Optional[int] = typer.Option(None, help="Seconds without a heartbeat before a trial counts as dead (default: 2x the interval)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Calibrate ERASE for MODEL and write the next version of its profile into OUT.
 
     Several workers (the same command, with the same --storage and --study-name) share one study:
-    --iters counts the study's completed trials, and the worker that completes the last one writes
+    --iters counts the study's finished trials, and the worker that finishes the last one writes
     the profile; the others print a one-line note and exit 0.
     """
     if ctx.invoked_subcommand is not None:
@@ -111,7 +131,8 @@ def main_command(
         seed=seed, storage=storage, study_name=study_name, out=_folder("--out", out), device=device, dtype=dtype, min_pixels=min_pixels,
         max_pixels=max_pixels, select=select, warm_start=warm_start, data_dir=data_dir, max_new_tokens=max_new_tokens,
         stage2_keep_ratio=stage2_keep_ratio, final_keep_ratio=final_keep_ratio, revision=revision, if_stale=if_stale,
-        command=shlex.join(["erase-calibrate", *sys.argv[1:]]),
+        command=shlex.join(["erase-calibrate", *sys.argv[1:]]), batch_size=batch_size, datasets=list(dataset or []),
+        prompt_template=prompt_template, scorer=scorer, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
     )
     from transformers import logging as hf_logging
 
@@ -157,7 +178,7 @@ def finalize(
     select: Optional[str] = typer.Option(None, help="'accuracy' or 'objective'; default: the rule the study was run with."),
 ) -> None:
     """Write the profile of a study from its storage alone (no model, no data): what the workers
-    recorded when they started, and the best of the completed trials. Writes nothing new when this
+    recorded when they started, and the best of the complete trials. Writes nothing new when this
     folder already holds the profile of the same study state."""
     from ..calibration.finalize import finalize as finalize_study
 
