@@ -1,71 +1,25 @@
-"""Loading a VLM and its processor the way real checkpoints load: `from_pretrained`.
+"""Checkpoints that load the way real ones load, `from_pretrained`: a local folder or a hub id.
 
-MODEL is a hub id, a local folder, or `demo` (the trained demo model shipped in
-data_samples/). Without torchvision, `AutoProcessor` cannot build the Qwen
-processors (their video processor needs it), so the processor falls back to an
-image-only one built from the checkpoint's own image processor, tokenizer and
-chat template.
+Two registrations: a folder (an existing path, or one written like a path) and a hub id (the
+fallback: anything no other source claims). Without torchvision, `AutoProcessor` cannot build
+the Qwen processors (their video processor needs it), so the processor falls back to an
+image-only one built from the checkpoint's own image processor, tokenizer and chat template.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+from erase import EraseError, Fingerprint
 
-from erase import EraseError
+from .identity import load_config, model_revision
+from .processor import ImageTextProcessor
+from .registry import DTYPES, Located, LoadOptions, ModelSource, first_line, register
 
-from .model_identity import load_config, model_revision, resolve_model_path  # noqa: F401 (resolve_model_path re-exported)
-from .offline_processor import ImageTextProcessor
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass
-class LoadedModel:
-    model: Any
-    processor: Any
-    model_id: str
-    revision: str | None
-    min_pixels: int | None
-    max_pixels: int | None
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.processor.tokenizer
-
-
-def check_device(text: str, option: str = "--device") -> str:
-    """A torch device string this machine can use (cpu, cuda, cuda:N, mps), or a one-line EraseError."""
-    if not isinstance(text, str) or not text.strip():
-        raise EraseError(f"{option} {text!r}: expected a device such as cpu, cuda or cuda:1")
-    try:
-        dev = torch.device(text)
-    except (RuntimeError, ValueError, TypeError):
-        raise EraseError(f"{option} {text!r}: not a torch device (expected e.g. cpu, cuda, cuda:1)") from None
-    if dev.type == "cpu":
-        return text
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EraseError(f"{option} {text!r}: CUDA is not available on this machine")
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise EraseError(f"{option} {text!r}: this machine has {count} CUDA device(s), numbered 0..{count - 1}")
-        return text
-    if dev.type == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise EraseError(f"{option} {text!r}: MPS is not available on this machine")
-        return text
-    raise EraseError(f"{option} {text!r}: device type {dev.type!r} is not supported here (use cpu or cuda)")
-
-
-def check_dtype(text: str, option: str = "--dtype") -> str:
-    if text not in DTYPES:
-        raise EraseError(f"{option} {text!r}: expected one of {', '.join(DTYPES)}")
-    return text
+# The shipped profiles by architecture: Qwen2.5-VL-7B has 28 decoder layers, the 3B 36.
+SHIPPED_BY_DEPTH = {("qwen2_5_vl", 28): "qwen2.5-vl-7b", ("qwen2_5_vl", 36): "qwen2.5-vl-3b"}
 
 
 def _model_class(model_type: str) -> Any:
@@ -81,47 +35,48 @@ def _model_class(model_type: str) -> Any:
     return getattr(transformers, classes[model_type])
 
 
-def load_model(
-    model: str,
-    *,
-    device: str = "cpu",
-    dtype: str = "float32",
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
-    attn_implementation: str = "sdpa",
-    revision: str | None = None,
-) -> LoadedModel:
-    """Load MODEL (hub id, folder or `demo`) with its processor; one-line errors for user faults.
-
-    `revision` (hub ids only) pins a branch, tag or commit; `LoadedModel.revision` is what
-    `model_identity.model_revision` records for it.
-    """
-    check_dtype(dtype)
-    check_device(device)
-    path, config = load_config(model, revision)
-    cls = _model_class(config.model_type)
+def open_pretrained(spec: str, located: Located, options: LoadOptions) -> tuple[Any, Any]:
+    """Model (eval mode, on the device) and processor of a located checkpoint."""
+    cls = _model_class(located.config.model_type)
+    path, revision = located.path, _asked_revision(located)
     # the processor first: a bad pixel range is refused before the weights load
-    processor = load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels, revision=revision)
-    ip = processor.image_processor
-    size = getattr(ip, "size", None) or {}
+    processor = load_processor(path, min_pixels=options.min_pixels, max_pixels=options.max_pixels, revision=revision)
     try:
-        net = cls.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, revision=revision)
+        net = cls.from_pretrained(
+            path, dtype=DTYPES[options.dtype], attn_implementation=options.attn_implementation, revision=revision
+        )
     except Exception as exc:  # noqa: BLE001 - missing or corrupt weights fail in many ways; one line for the user
-        raise EraseError(f"cannot load the weights of model {model!r}: {_first_line(exc)}") from None
-    net = net.to(device).eval()
-    return LoadedModel(
-        model=net,
-        processor=processor,
-        model_id=model,
-        revision=model_revision(path, revision),
-        min_pixels=size.get("shortest_edge", min_pixels),
-        max_pixels=size.get("longest_edge", max_pixels),
-    )
+        raise EraseError(f"cannot load the weights of model {spec!r}: {first_line(exc)}") from None
+    return net.to(options.device).eval(), processor
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _asked_revision(located: Located) -> str | None:
+    return located.extra  # what --revision asked for (hub ids); located.revision is what it resolved to
+
+
+def locate_hub(spec: str, revision: str | None) -> Located:
+    config = load_config(spec, spec, revision)
+    return Located(spec, config, model_revision(spec, revision), extra=revision)
+
+
+def looks_like_folder(spec: str) -> bool:
+    """An existing path, or one written as a path: a hub id is `org/name`, one slash, no leading dot."""
+    return os.path.exists(spec) or spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep != "/" and os.sep in spec
+
+
+def locate_folder(spec: str, revision: str | None) -> Located:
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        what = "not a directory" if path.exists() else "no such checkpoint directory"
+        raise EraseError(f"cannot load model {spec!r}: {what}")
+    if not (path / "config.json").is_file():
+        raise EraseError(f"cannot load model {spec!r}: not a checkpoint directory (no config.json)")
+    config = load_config(spec, str(path), revision)
+    return Located(str(path), config, model_revision(str(path)))
+
+
+def shipped_by_depth(spec: str, fingerprint: Fingerprint) -> str | None:
+    return SHIPPED_BY_DEPTH.get((fingerprint.family, fingerprint.num_layers))
 
 
 def load_processor(
@@ -147,7 +102,7 @@ def load_processor(
     except EraseError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken processor or tokenizer config: one line for the user
-        raise EraseError(f"cannot load the processor of {path}: {_first_line(exc)}") from None
+        raise EraseError(f"cannot load the processor of {path}: {first_line(exc)}") from None
     template = getattr(tokenizer, "chat_template", None)
     if template is None and os.path.exists(os.path.join(path, "chat_template.jinja")):
         template = Path(path, "chat_template.jinja").read_text()
@@ -173,3 +128,11 @@ def _pixel_size(image_processor: Any, min_pixels: int | None, max_pixels: int | 
         other = "--max-pixels" if max_pixels is not None else "the checkpoint's max_pixels"
         raise EraseError(f"{which} ({lo}) exceeds {other} ({hi})")
     return size
+
+
+FOLDER = register(
+    ModelSource("folder", looks_like_folder, locate_folder, open_pretrained, shipped_profile=shipped_by_depth, order=1)
+)
+HUB = register(
+    ModelSource("hub", lambda spec: True, locate_hub, open_pretrained, local=False, shipped_profile=shipped_by_depth, order=2)
+)

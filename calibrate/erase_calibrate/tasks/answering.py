@@ -1,4 +1,6 @@
-"""Asking a model about items: chat-formatted inputs, greedy answers, teacher-forced checks, one item or a batch."""
+"""Asking a model about items, the one way every command does it: chat-formatted inputs
+(`encode`, `encode_batch`), answers read back (`decode`), greedy answers and teacher-forced
+checks, one item or a batch."""
 
 from __future__ import annotations
 
@@ -14,21 +16,58 @@ class Answer:
     token_ids: tuple[int, ...]  # generated ids, including the end-of-turn token when it stopped there
 
 
-def item_inputs(processor: Any, item: Any, device: Any = "cpu") -> dict[str, torch.Tensor]:
-    """Processor outputs for one item: the image before the prompt, the chat template's defaults."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.prompt}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    out = processor(text=[text], images=[item.image], return_tensors="pt")
+def messages(prompt: str) -> list[dict[str, Any]]:
+    """One user turn: the image, then the prompt."""
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+
+
+def prompt_text(processor: Any, item: Any) -> str:
+    """The chat template's text for ITEM, up to where the assistant answers (the template's defaults)."""
+    return processor.apply_chat_template(messages(item.prompt), add_generation_prompt=True, tokenize=False)
+
+
+def encode(processor: Any, item: Any, device: Any = "cpu") -> dict[str, torch.Tensor]:
+    """Processor outputs for one item, on `device`."""
+    out = processor(text=[prompt_text(processor, item)], images=[item.image], return_tensors="pt")
     return {k: v.to(device) for k, v in out.items()}
+
+
+item_inputs = encode  # the name the calibrator has used
+
+
+def encode_batch(processor: Any, items: Sequence[Any], *, with_answers: bool = False) -> dict[str, torch.Tensor]:
+    """Processor outputs for a batch (padded as the tokenizer pads); with answers: the first reference
+    and ``<|im_end|>`` appended, and ``labels`` that are -100 except on those tokens (training)."""
+    tok = processor.tokenizer
+    texts, answers = [], []
+    for item in items:
+        text = prompt_text(processor, item)
+        if with_answers:
+            ids = tok(item.answer, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
+            answers.append(ids)
+            text = text + item.answer + "<|im_end|>"
+        texts.append(text)
+    enc = dict(processor(text=texts, images=[item.image for item in items], return_tensors="pt", padding=True))
+    if with_answers:
+        if tok.padding_side != "left":
+            raise ValueError("encode_batch() expects a left-padding tokenizer")
+        labels = torch.full_like(enc["input_ids"], -100)
+        for b, ids in enumerate(answers):
+            tail = enc["input_ids"][b, -len(ids) :].tolist()
+            if tail != ids:  # the answer must tokenise the same inside the prompt as alone
+                raise ValueError(f"answer {items[b].answer!r} tokenises differently in context: {tail} vs {ids}")
+            labels[b, -len(ids) :] = torch.tensor(ids)
+        enc["labels"] = labels
+    return enc
 
 
 def greedy_answer(model: Any, processor: Any, inputs: dict[str, torch.Tensor], max_new_tokens: int) -> Answer:
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    return _answer(out[0, inputs["input_ids"].shape[1] :].tolist(), model, processor)
+    return decode(model, processor, out[0, inputs["input_ids"].shape[1] :].tolist())
 
 
-def _answer(ids: list[int], model: Any, processor: Any) -> Answer:
+def decode(model: Any, processor: Any, ids: Sequence[int]) -> Answer:
     """Generated ids up to and including the first end-of-turn token, padding dropped."""
     pad = processor.tokenizer.pad_token_id
     eos = _eos_ids(model)
@@ -128,4 +167,4 @@ def greedy_answers(
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
     start = batch["input_ids"].shape[1]
-    return [_answer(out[row, start:].tolist(), model, processor) for row in range(len(inputs))]
+    return [decode(model, processor, out[row, start:].tolist()) for row in range(len(inputs))]

@@ -45,13 +45,14 @@ from typing import Any, Callable
 from erase import EraseError
 
 from .items import Item, decode_rgb
-from .loading import _first_line, _undecoded_images
-from .multiple_choice import multiple_choice_score
-from .options import format_options, letters_for
-from .rows import answer_values, image_value, is_present, text_value
-from .sampling import item_ids, sample_order
-from .scoring import anls, exact_match, relaxed_accuracy, vqa_accuracy
-from .vqa_normalize import normalize_vqa_answer
+from .registry import register_item_rule
+from .benchmarks.loading import _first_line, _undecoded_images
+from .benchmarks.multiple_choice import multiple_choice_score
+from .benchmarks.options import format_options, letters_for
+from .benchmarks.rows import answer_values, image_value, is_present, text_value
+from .benchmarks.sampling import item_ids, sample_order
+from .benchmarks.scoring import anls, exact_match, relaxed_accuracy, vqa_accuracy
+from .benchmarks.vqa_normalize import normalize_vqa_answer
 
 SCORERS = ("exact", "vqa", "anls", "relaxed", "choice")
 SPLITS = ("validation", "test", "train")
@@ -245,5 +246,7 @@ def is_own(item: Item) -> bool:
 def score(item: Item, prediction: str) -> float:
     return float(_SCORE[item.metadata["scorer"]](prediction, item))
 
+
+register_item_rule(is_own, score)
 
 __all__ = ["OwnDataset", "SCORERS", "describe", "is_own", "load_items", "score"]
