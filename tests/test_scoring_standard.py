@@ -71,7 +71,8 @@ def test_mmstar_total_is_the_mean_of_l2_category_means():
     """MMStar (Chen et al. 2024) reports per-axis scores; the standard total (lmms-eval's
     mmstar aggregation) averages the scores within each l2_category, then averages those
     category means with equal weight."""
-    rows = [ItemResult(str(i), 1.0, "object counting") for i in range(4)] + [ItemResult("9", 0.0, "geography & earth science")]
+    rows = [ItemResult(str(i), 1.0, "object counting") for i in range(4)]
+    rows.append(ItemResult("9", 0.0, "geography & earth science"))
     assert aggregate("mmstar", rows) == pytest.approx(0.5)
     assert sum(r.score for r in rows) / len(rows) == pytest.approx(0.8)  # a per-item mean would differ
 
@@ -84,7 +85,8 @@ def test_item_result_takes_the_category_from_the_item():
 
 def test_other_benchmarks_average_their_items_and_empty_results_are_an_error():
     """ChartQA, TextVQA, DocVQA and the rest report the mean of their per-item scores."""
-    assert aggregate("chartqa", [ItemResult("a", 1.0), ItemResult("b", 0.0), ItemResult("c", 0.0)]) == pytest.approx(1 / 3)
+    three = [ItemResult("a", 1.0), ItemResult("b", 0.0), ItemResult("c", 0.0)]
+    assert aggregate("chartqa", three) == pytest.approx(1 / 3)
     assert aggregate("docvqa", [{"id": "a", "score": 0.9}, {"id": "b", "score": 0.6}]) == pytest.approx(0.75)
     with pytest.raises(EraseError, match="no item results"):
         aggregate("mmstar", [])
@@ -119,7 +121,14 @@ def test_mathvista_float_answers_use_python_round_and_str(prediction, answer, pr
 
 @pytest.mark.parametrize(
     "prediction, answer, expected",
-    [("9.7", "9", 1.0), ("9.7", "10", 0.0), ("-2.5", "-2", 1.0), ("12.0", "12", 1.0), ("1,200", "1200", 1.0), ("nine", "9", 0.0)],
+    [
+        ("9.7", "9", 1.0),
+        ("9.7", "10", 0.0),
+        ("-2.5", "-2", 1.0),
+        ("12.0", "12", 1.0),
+        ("1,200", "1200", 1.0),
+        ("nine", "9", 0.0),
+    ],
 )
 def test_mathvista_integer_answers_truncate(prediction, answer, expected):
     """MathVista's official normalisation of an integer answer is str(int(float(x))):

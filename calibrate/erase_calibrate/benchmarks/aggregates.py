@@ -64,7 +64,8 @@ class ItemResult:
         if isinstance(value, ItemResult):
             return value
         category = value.get("l2_category")
-        return cls(id=str(value["id"]), score=float(value["score"]), l2_category=None if category is None else str(category))
+        category = None if category is None else str(category)
+        return cls(id=str(value["id"]), score=float(value["score"]), l2_category=category)
 
 
 def mean_score(results: Sequence[ItemResult]) -> float:
