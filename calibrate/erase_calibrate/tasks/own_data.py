@@ -18,7 +18,7 @@ validation, test, train that it has. The prompt is the question as given, or
 items with choices, ``{choices}``: one ``A. text`` line per option). Scorers
 (``--scorer``), all the benchmarks' own rules (scoring.py):
 
-- ``exact``: equal to a reference, ignoring case, whitespace and punctuation;
+- ``exact``: equal to a reference after lowercasing, trimming and dropping trailing periods (RealWorldQA's rule);
 - ``vqa``: the TextVQA rule (EvalAI normalisation, min(1, matches / 3) over
   leave-one-out subsets) when an item has 4 or more references; with fewer, a
   normalised answer equal to any reference (the leave-one-out rule needs

@@ -1,33 +1,36 @@
 """MathVista answers read without an LLM: direct use of the prediction only.
 
-The prediction counts when it is one of the choices (or names one by its
-letter), or when it parses as the required type:
+The official MathVista evaluation first has GPT extract an answer from the
+response, then normalises that extraction by the answer type and compares it,
+as text with the ends stripped, with the dataset's answer as it is stored.
+Here the extraction step is the prediction itself, lightly cleaned: a leading
+"Answer:" / "The answer is", a trailing period and the item's unit ("12 cm"
+when the unit is "cm") are removed, and thousands separators in a number
+("1,200") are dropped. Nothing else is searched for, so a long reasoning text
+without such a cue scores 0. The normalisation then follows the official
+``normalize_extracted_answer`` rules:
 
-- integer: "12", "+12", "1,200", "12.0" (an integral decimal);
-- float: any decimal number, rounded half-up to the item's precision
-  (decimal places) and compared with the answer rounded the same way;
-- list: a Python-style list of numbers or strings, "[1, 2.5]", compared
-  element-wise (numbers by value);
-- text (free form): case-insensitive, whitespace-collapsed equality.
-
-A trailing period, the item's unit ("12 cm" when the unit is "cm") and a
-leading "Answer:" / "The answer is" are tolerated; nothing else is searched
-for, so a long reasoning text without such a cue scores 0.
+- multiple choice: the chosen choice's text (by letter or by text);
+- integer: ``str(int(float(x)))``, so a decimal is truncated ("9.7" -> "9",
+  "-2.5" -> "-2");
+- float: ``str(round(float(x), precision))``, Python's rounding of the binary
+  float ("1.45" at one place gives "1.4", "2.675" at two gives "2.67"), and
+  the text must equal the stored answer ("1.5" does not equal "1.50");
+- list: a Python-style list, compared element-wise (numbers by value);
+- text (free form): case-sensitive equality with the stored answer.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Sequence
 
 from .multiple_choice import extract_choice
 from .options import letters_for
 
 _CUE = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*", re.IGNORECASE)
-_INTEGER = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+$|^[+-]?\d+$")
-_DECIMAL = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?$")
+_GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 
 def mathvista_extract(
@@ -41,8 +44,9 @@ def mathvista_extract(
 ) -> str | None:
     """The answer the prediction gives, in the dataset's answer format, or None.
 
-    Multiple choice gives the chosen choice's text; integers give "12"; floats
-    the value rounded to `precision` places ("1.50"); lists "[1, 2]".
+    Multiple choice gives the chosen choice's text; integers give "12" (also
+    for "12.9"); floats ``str(round(value, precision))`` ("1.5" at two places);
+    lists "[1, 2]"; free text the cleaned prediction.
     """
     text = _clean(prediction, unit)
     if question_type == "multi_choice" or (choices and answer_type == "text"):
@@ -56,7 +60,7 @@ def mathvista_extract(
     if answer_type == "list":
         parsed = _as_list(text)
         return None if parsed is None else _format_list(parsed)
-    return " ".join(text.split()) or None
+    return text or None
 
 
 def mathvista_score(
@@ -69,7 +73,15 @@ def mathvista_score(
     choices: Sequence[str] | None = None,
     unit: str | None = None,
 ) -> float:
-    """1.0 when the prediction, read as `mathvista_extract` reads it, equals the answer."""
+    """1.0 when the prediction, read as `mathvista_extract` reads it, equals the answer.
+
+    Integer, float and text answers are compared as text with the stored
+    answer (as the official ``safe_equal`` does), so only the prediction is
+    normalised; a float answer `precision` of None falls back to the stored
+    answer's number of decimal places.
+    """
+    if answer_type == "float" and precision is None:
+        precision = _decimal_places(answer.strip())
     got = mathvista_extract(
         prediction,
         question_type=question_type,
@@ -82,15 +94,11 @@ def mathvista_score(
         return 0.0
     if question_type == "multi_choice" or (choices and answer_type == "text"):
         return 1.0 if got.strip() == answer.strip() else 0.0
-    if answer_type == "integer":
-        return 1.0 if got == _as_integer(answer.strip()) else 0.0
-    if answer_type == "float":
-        places = precision if precision is not None else _decimal_places(answer.strip())
-        return 1.0 if got == _as_float(answer.strip(), places) else 0.0
     if answer_type == "list":
         want = _as_list(answer.strip())
         return 1.0 if want is not None and got == _format_list(want) else 0.0
-    return 1.0 if got.lower() == " ".join(answer.split()).lower() else 0.0
+    # The official comparison: normalised prediction against the stored answer, as text.
+    return 1.0 if got.strip() == answer.strip() else 0.0
 
 
 def _clean(prediction: str, unit: str | None) -> str:
@@ -103,28 +111,28 @@ def _clean(prediction: str, unit: str | None) -> str:
 
 
 def _as_integer(text: str) -> str | None:
-    if _INTEGER.match(text):
-        return str(int(text.replace(",", "")))
-    value = _decimal(text)
-    if value is not None and value == value.to_integral_value():
-        return str(int(value))
-    return None
+    value = _number(text)
+    try:
+        return None if value is None else str(int(value))  # int() truncates, as the official rule
+    except (OverflowError, ValueError):  # inf, nan
+        return None
 
 
 def _as_float(text: str, precision: int | None) -> str | None:
-    value = _decimal(text)
+    value = _number(text)
     if value is None:
         return None
     places = precision if precision is not None else _decimal_places(text)
-    return str(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+    return str(round(value, places))
 
 
-def _decimal(text: str) -> Decimal | None:
-    if not text or not _DECIMAL.match(text) or not any(ch.isdigit() for ch in text):
-        return None
+def _number(text: str) -> float | None:
+    # Thousands separators go before Python's float() reads it, as the extraction would.
+    if _GROUPED.match(text):
+        text = text.replace(",", "")
     try:
-        return Decimal(text.replace(",", ""))
-    except InvalidOperation:
+        return float(text)
+    except ValueError:
         return None
 
 

@@ -14,6 +14,7 @@ one of the item's options:
 5. a single parenthesised letter anywhere: "... so (C)";
 6. a letter that closes the answer: "I would pick C."
 
+Full-width forms are read as ASCII first, so "（B）", "B．" and "Ｂ" are B.
 Nothing found gives None, which scores as wrong.
 """
 
@@ -23,6 +24,7 @@ import re
 from typing import Mapping
 
 from .options import LETTERS
+from .scoring import fold_fullwidth
 
 _QUOTES = "\"'`*_ \t\n"
 _BARE = re.compile(r"^\(?\s*([A-Ja-j])\s*\)?\s*[.:)]?$")
@@ -43,7 +45,8 @@ def extract_choice(prediction: str, options: Mapping[str, str] | None = None) ->
     accepted and option texts cannot be matched.
     """
     valid = set(options) if options else set(LETTERS[:5])
-    text = prediction.strip().strip(_QUOTES).strip()
+    # Full-width forms ("（B）", "B．", "Ｂ") read as their ASCII letters and marks.
+    text = fold_fullwidth(prediction).strip().strip(_QUOTES).strip()
     if not text:
         return None
 

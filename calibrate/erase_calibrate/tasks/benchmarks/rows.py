@@ -65,10 +65,20 @@ def text_value(value: Any) -> str | None:
 
 
 def answer_values(value: Any) -> tuple[str, ...]:
-    """Reference answers from a string or a list column."""
+    """Reference answers from a string or a list column, as the dataset stores them.
+
+    Answer strings are kept verbatim, "", "nan" and "NaN" included: the
+    standard scripts read the answers as the strings they are (an annotator's
+    "nan" is an answer, and ANLS divides by the raw length). Only a value that
+    is not there at all (None, a float NaN) is left out.
+    """
     if isinstance(value, (list, tuple)):
-        return tuple(str(v).strip() for v in value if is_present(v))
-    return (str(value).strip(),) if is_present(value) else ()
+        return tuple(str(v) for v in value if not _missing(v))
+    return () if _missing(value) else (str(value),)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def image_value(value: Any, what: str) -> bytes | Image.Image:

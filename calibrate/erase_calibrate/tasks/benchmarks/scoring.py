@@ -7,7 +7,6 @@ returns a score in [0, 1] for one question. Multiple choice lives in
 
 from __future__ import annotations
 
-import re
 from typing import Iterable, Sequence
 
 from .vqa_normalize import normalize_vqa_answer
@@ -32,18 +31,24 @@ def levenshtein(a: str, b: str) -> int:
 def anls(prediction: str, references: Iterable[str], threshold: float = ANLS_THRESHOLD) -> float:
     """Average Normalised Levenshtein Similarity of one answer (DocVQA, InfoVQA).
 
-    Both sides are lowercased with whitespace collapsed; the similarity
-    1 - distance / longer length is taken against each reference, the best one
-    kept, and a best below `threshold` counts as 0.
+    As the DocVQA / InfographicVQA evaluation script computes it: the edit
+    distance is taken between the cleaned strings (ends stripped, lowercased,
+    runs of whitespace collapsed to one space), but it is divided by the longer
+    of the two *raw* strings (their length as given, after uppercasing, which
+    is what the script measures). The smallest normalised distance over the
+    references wins, the score is 1 minus it, and a score below `threshold`
+    counts as 0. Two empty strings are a perfect match; no references score 0.
     """
-    pred = _collapse(prediction.lower())
-    best = 0.0
+    pred = _collapse(prediction.strip().lower())
+    values = []
     for ref in references:
-        gold = _collapse(str(ref).lower())
-        longest = max(len(pred), len(gold))
-        similarity = 1.0 if longest == 0 else 1.0 - levenshtein(pred, gold) / longest
-        best = max(best, similarity)
-    return best if best >= threshold else 0.0
+        raw = str(ref)
+        longest = max(len(raw.upper()), len(prediction.upper()))
+        values.append(0.0 if longest == 0 else levenshtein(pred, _collapse(raw.strip().lower())) / longest)
+    if not values:
+        return 0.0
+    score = 1.0 - min(values)
+    return score if score >= threshold else 0.0
 
 
 def relaxed_accuracy(prediction: str, target: str, tolerance: float = RELAXED_TOLERANCE) -> float:
@@ -108,17 +113,18 @@ def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
 
 
 def exact_match(prediction: str, references: Iterable[str]) -> float:
-    """Case-, whitespace- and punctuation-insensitive equality with any reference."""
-    pred = _plain(prediction)
-    return 1.0 if any(pred == _plain(str(ref)) for ref in references) else 0.0
+    """RealWorldQA's open-ended rule: equality after light cleaning, nothing more.
+
+    The prediction is lowercased, its ends stripped and trailing periods removed;
+    each reference is stripped and lowercased; they must then be equal. Other
+    punctuation counts ("3,5" is not "3.5", "3.5" is not "35").
+    """
+    pred = prediction.lower().strip().rstrip(".")
+    return 1.0 if any(pred == str(ref).strip().lower() for ref in references) else 0.0
 
 
 def _collapse(text: str) -> str:
     return " ".join(text.split())
-
-
-def _plain(text: str) -> str:
-    return _collapse(re.sub(r"[^\w\s]", " ", text.lower()))
 
 
 def _as_number(text: str) -> float | None:

@@ -1,26 +1,30 @@
 """The EvalAI answer normalisation used for VQA-style accuracy (TextVQA).
 
-Applied to the prediction and to every reference answer alike, in this order:
+This is the answer processing of the VQA evaluation (``vqaEval.py``, the
+``EvalAIAnswerProcessor`` used by EvalAI and the TextVQA evaluation), applied to
+the prediction and to every reference answer alike, in this order:
 
 1. lowercase; drop "," and "?"; split off a possessive "'s" (-> " 's");
-   newlines and tabs become spaces;
+   newlines and tabs become spaces, the ends are stripped;
 2. punctuation: each of ; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? ! is deleted when
    it touches a space in the input (or the input has a digit-comma-digit group),
-   otherwise replaced by a space; a period is deleted unless a digit follows it
-   (so "3.5" survives and "st." does not);
+   otherwise replaced by a space; then a period is deleted unless a digit follows
+   it ("3.5" and ".5" survive, "st." and "5." do not), at most 32 of them (the
+   reference passes ``re.UNICODE``, which is 32, where ``re.sub`` takes its count);
 3. words: number words zero..ten (and "none") become digits, the articles
-   a / an / the are dropped, and contractions written without their apostrophe
-   ("dont", "cant", "youre") are restored ("don't", "can't", "you're").
+   a / an / the are dropped, and the spellings in EvalAI's contraction table
+   become the contraction ("dont" -> "don't"); nothing else is rewritten, so
+   "shell", "well" and "its" stay as they are.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 
 _PUNCTUATION = tuple(";/[]\"{}()=+\\_-><@`,?!")
 _DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
 _PERIOD_NOT_BEFORE_DIGIT = re.compile(r"\.(?!\d)")
+_PERIOD_LIMIT = 32  # the reference's count argument is re.UNICODE (== 32)
 
 _NUMBER_WORDS = {
     "none": "0",
@@ -38,36 +42,119 @@ _NUMBER_WORDS = {
 }
 _ARTICLES = frozenset({"a", "an", "the"})
 
-# Contractions in their written form; every spelling that lacks one or more of
-# the apostrophes maps back to it. Forms with the pronoun "I" are left out on
-# purpose: the reference table keys them capitalised, so after lowercasing they
-# never apply ("im" stays "im").
-_CONTRACTIONS = """
-ain't aren't can't could've couldn't couldn't've didn't doesn't don't hadn't hadn't've hasn't
-haven't he'd he'd've he's he'll how'd how'll how's isn't it'd it'd've it'll it's let's ma'am mightn't
-mightn't've might've mustn't must've needn't not've o'clock oughtn't 'ow's'at shan't she'd she'd've
-she'll she's should've shouldn't shouldn't've somebody'd somebody'd've somebody'll somebody's
-someone'd someone'd've someone'll someone's something'd something'd've something'll that's
-there'd there'd've there're there's they'd they'd've they'll they're they've 'twas wasn't
-we'd we'd've we'll we're we've weren't what'll what're what's what've when's where'd where's where've
-who'd who'd've who'll who're who's who've why'll why're why's won't would've wouldn't
-wouldn't've y'all y'all'll y'all'd've you'd you'd've you'll you're you've
-""".split()
-# Apostrophe-less spellings that are ordinary words and must stay as they are.
-_REAL_WORDS = frozenset({"its", "well", "were", "wed", "shed", "hell", "ill", "id", "cant", "wont", "lets", "whore"})
-_KEEP_ANYWAY = frozenset({"cant", "wont", "lets"})  # the reference maps these despite being words
+# EvalAI's contraction table (the VQA evaluation's `contractions` dict), one
+# line per written form followed by the spellings that map to it. It is data of
+# the standard, kept as published: the keys with a capital "I" never match (the
+# words are lowercased first), and "somebody'd" maps to "somebodyd".
+# Ordinary words such as "shell", "well", "ill" and "its" are not keys.
+_CONTRACTION_LINES = """
+ain't aint
+aren't arent
+can't cant
+could've couldve
+couldn't couldnt
+couldn't've couldn'tve couldnt've
+didn't didnt
+doesn't doesnt
+don't dont
+hadn't hadnt
+hadn't've hadnt've hadn'tve
+hasn't hasnt
+haven't havent
+he'd hed
+he'd've hed've he'dve
+he's hes
+how'd howd
+how'll howll
+how's hows
+I'd've Id've I'dve
+I'm Im
+I've Ive
+isn't isnt
+it'd itd
+it'd've itd've it'dve
+it'll itll
+let's let's
+ma'am maam
+mightn't mightnt
+mightn't've mightnt've mightn'tve
+might've mightve
+mustn't mustnt
+must've mustve
+needn't neednt
+not've notve
+o'clock oclock
+oughtn't oughtnt
+'ow's'at ow's'at 'ows'at 'ow'sat
+shan't shant
+she'd've shed've she'dve
+she's she's
+should've shouldve
+shouldn't shouldnt
+shouldn't've shouldnt've shouldn'tve
+somebodyd somebody'd
+somebody'd've somebodyd've somebody'dve
+somebody'll somebodyll
+somebody's somebodys
+someone'd someoned
+someone'd've someoned've someone'dve
+someone'll someonell
+someone's someones
+something'd somethingd
+something'd've somethingd've something'dve
+something'll somethingll
+that's thats
+there'd thered
+there'd've thered've there'dve
+there're therere
+there's theres
+they'd theyd
+they'd've theyd've they'dve
+they'll theyll
+they're theyre
+they've theyve
+'twas twas
+wasn't wasnt
+we'd've wed've we'dve
+we've weve
+weren't werent
+what'll whatll
+what're whatre
+what's whats
+what've whatve
+when's whens
+where'd whered
+where's wheres
+where've whereve
+who'd whod
+who'd've whod've who'dve
+who'll wholl
+who's whos
+who've whove
+why'll whyll
+why're whyre
+why's whys
+won't wont
+would've wouldve
+wouldn't wouldnt
+wouldn't've wouldnt've wouldn'tve
+y'all yall
+y'all'll yall'll y'allll
+y'all'd've yall'd've y'alld've y'all'dve
+you'd youd
+you'd've youd've you'dve
+you'll youll
+you're youre
+you've youve
+"""
 
 
 def _contraction_table() -> dict[str, str]:
     table: dict[str, str] = {}
-    for written in _CONTRACTIONS:
-        spots = [i for i, ch in enumerate(written) if ch == "'"]
-        for r in range(1, len(spots) + 1):
-            for drop in itertools.combinations(spots, r):
-                variant = "".join(ch for i, ch in enumerate(written) if i not in drop)
-                if variant in _REAL_WORDS and variant not in _KEEP_ANYWAY:
-                    continue
-                table.setdefault(variant, written)
+    for line in _CONTRACTION_LINES.strip().splitlines():
+        written, *spellings = line.split()
+        for spelling in spellings:
+            table[spelling] = written
     return table
 
 
@@ -90,7 +177,7 @@ def _strip_punctuation(text: str) -> str:
             out = out.replace(p, "")
         else:
             out = out.replace(p, " ")
-    return _PERIOD_NOT_BEFORE_DIGIT.sub("", out)
+    return _PERIOD_NOT_BEFORE_DIGIT.sub("", out, count=_PERIOD_LIMIT)
 
 
 def _normalize_words(text: str) -> str:
