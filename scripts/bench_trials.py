@@ -49,18 +49,19 @@ def main() -> int:
 
     import torch
 
-    from erase_calibrate.calibration import sources
-    from erase_calibrate.calibration.base_answers import AnswerCache, cache_key, collect_correct
-    from erase_calibrate.calibration.memo import Memo
-    from erase_calibrate.calibration.run import CalibrationConfig, template_profile
-    from erase_calibrate.calibration.search_space import SearchSpace
-    from erase_calibrate.calibration.study import open_study, run_trials, select
-    from erase_calibrate.calibration.trials import TrialRunner
-    from erase_calibrate.model_loading import load_model
+    from erase_calibrate import tasks as sources
+    from erase_calibrate.search.base_answers import AnswerCache, cache_key, collect_correct
+    from erase_calibrate.search.memo import Memo
+    from erase_calibrate.search.run import CalibrationConfig, template_profile
+    from erase_calibrate.search.search_space import SearchSpace
+    from erase_calibrate.search.study import open_study, run_trials, select
+    from erase_calibrate.search.trials import TrialRunner
+    from erase_calibrate import models
+    from erase_calibrate.models import load as load_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-trials-"))
     loaded = load_model(args.model)
-    name = sources.default_names(args.model)[0]
+    name = sources.default_names(models.default_tasks(args.model))[0]
     pool = sources.item_pool(name, data_dir=None, limit=args.items * 3, seed=args.seed)
     key = cache_key(args.model, loaded.revision, name, loaded.min_pixels, loaded.max_pixels, args.max_new_tokens)
     cache = AnswerCache(Path(args.cache or tmp / "base-answers"), key, name)

@@ -49,8 +49,9 @@ import erase.engine as eng
 import erase.stage1 as s1
 from erase.references import with_adavtp_reference
 from erase_calibrate.bench import inputs as binputs
-from erase_calibrate.bench import measure, presets
-from erase_calibrate.offline_processor import build_processor
+from erase_calibrate.bench import measure
+from erase_calibrate.models import presets
+from erase_calibrate.models.processor import build_processor
 
 TIMES: dict[str, float] = defaultdict(float)
 STATE = {"llm": False}

@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 
 import erase
-from erase_calibrate.bench import flops, inputs, measure, presets
+from erase_calibrate.bench import flops, inputs, measure
+from erase_calibrate.models import presets
 from erase_calibrate.bench.flops import Schedule, TextShape, VisionShape
 from erase_calibrate.cli import bench_cmd
-from erase_calibrate.offline_processor import build_processor, build_tokenizer
+from erase_calibrate.models.processor import build_processor, build_tokenizer
 
 REQUIRED = (
     "method",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from erase import EraseError
-from erase_calibrate.benchmarks import (
+from erase_calibrate.tasks.benchmarks import (
     BENCHMARKS,
     CALIBRATION_BENCHMARKS,
     EVALUATION_BENCHMARKS,
@@ -20,12 +21,12 @@ from erase_calibrate.benchmarks import (
     load_items,
     score,
 )
-from erase_calibrate.benchmarks.mathvista_answers import mathvista_extract, mathvista_score
-from erase_calibrate.benchmarks.multiple_choice import extract_choice, multiple_choice_score
-from erase_calibrate.benchmarks.options import parse_options
-from erase_calibrate.benchmarks.sampling import sample_order
-from erase_calibrate.benchmarks.scoring import anls, fold_fullwidth, ocrbench_match, relaxed_accuracy, vqa_accuracy
-from erase_calibrate.benchmarks.vqa_normalize import normalize_vqa_answer
+from erase_calibrate.tasks.benchmarks.mathvista_answers import mathvista_extract, mathvista_score
+from erase_calibrate.tasks.benchmarks.multiple_choice import extract_choice, multiple_choice_score
+from erase_calibrate.tasks.benchmarks.options import parse_options
+from erase_calibrate.tasks.benchmarks.sampling import sample_order
+from erase_calibrate.tasks.benchmarks.scoring import anls, fold_fullwidth, ocrbench_match, relaxed_accuracy, vqa_accuracy
+from erase_calibrate.tasks.benchmarks.vqa_normalize import normalize_vqa_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data_samples" / "benchmarks"
@@ -420,7 +421,11 @@ def test_ocrbench_reports_a_count_out_of_1000():
 def test_sample_generator_matches_the_shipped_files():
     import numpy as np
 
-    from erase_calibrate.benchmarks.make_samples import BUILDERS
+    sys.path.insert(0, str(ROOT / "scripts"))  # a development tool of the checkout, not installed
+    try:
+        from make_samples import BUILDERS
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
 
     vstar = list(BUILDERS).index("vstar")
     first, second = (BUILDERS["vstar"](np.random.default_rng([0, vstar]))[1] for _ in range(2))

@@ -19,10 +19,10 @@ import torch
 from PIL import Image
 
 import erase
-from erase_calibrate.answering import greedy_answer, item_inputs
-from erase_calibrate.benchmarks import load_items
-from erase_calibrate.calibration.objective import level_shares, levels_of, normalised_accuracy, objective
-from erase_calibrate.calibration.search_space import SearchSpace
+from erase_calibrate.tasks.answering import greedy_answer, item_inputs
+from erase_calibrate.tasks.benchmarks import load_items
+from erase_calibrate.search.objective import level_shares, levels_of, normalised_accuracy, objective
+from erase_calibrate.search.search_space import SearchSpace
 from erase.testing import simple_image
 from tiny_qwen import build_processor, build_tiny_qwen25vl, build_tokenizer, make_image
 
@@ -248,12 +248,12 @@ def test_fast_path_equals_generate_then_score(tiny_setup):
     """The calibrator's path (teacher-forced check, left-padded batches whose samples keep different
     numbers of tokens, batched generation where the check fails, the memo) decides every item as
     generating and scoring it alone does."""
-    from erase_calibrate.calibration import sources
-    from erase_calibrate.calibration.base_answers import CalibrationItem
-    from erase_calibrate.calibration.memo import Memo
-    from erase_calibrate.calibration.run import CalibrationConfig, template_profile
-    from erase_calibrate.calibration.trials import TrialRunner
-    from erase_calibrate.model_loading import load_model
+    from erase_calibrate import tasks as sources
+    from erase_calibrate.search.base_answers import CalibrationItem
+    from erase_calibrate.search.memo import Memo
+    from erase_calibrate.search.run import CalibrationConfig, template_profile
+    from erase_calibrate.search.trials import TrialRunner
+    from erase_calibrate.models import load as load_model
 
     loaded = load_model(str(tiny_setup / "model"))
     items = load_items("chartqa", data_dir=tiny_setup / "data")
@@ -304,7 +304,7 @@ def test_warm_start_is_the_first_trial(tiny_setup, tmp_path):
     assert first.user_attrs["keep_ratios"] == pytest.approx([0.8, 0.4])
     # the warm start's thresholds, mapped into the space: the same partition of the calibration images
     # (or the nearest one that leaves no level empty), its thresholds the midpoints of the gaps
-    from erase_calibrate.calibration import record
+    from erase_calibrate.search import record
 
     template = record.load_setup(study).template_profile()
     h = [erase.stage1.score_image(it.image, template).global_entropy for it in load_items("chartqa", data_dir=tiny_setup / "data")]
@@ -317,7 +317,7 @@ def test_warm_start_is_the_first_trial(tiny_setup, tmp_path):
 def test_a_trial_created_by_a_process_killed_before_naming_it_is_an_orphan(tmp_path):
     """ask() makes the trial RUNNING a moment before its worker is recorded; a kill in between
     must not leave a trial that holds the study short of --iters forever."""
-    from erase_calibrate.calibration.study import AskLock, fail_orphans, open_study
+    from erase_calibrate.search.study import AskLock, fail_orphans, open_study
 
     study = open_study(None, "s", tmp_path, seed=0)
     study.ask()  # created, never named: its process died right there

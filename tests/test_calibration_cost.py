@@ -21,11 +21,11 @@ import torch
 from optuna.trial import TrialState
 
 import erase
-from erase_calibrate.calibration.features import ItemFeatures, merge
-from erase_calibrate.calibration.memo import Memo
-from erase_calibrate.calibration.search_space import SearchSpace
-from erase_calibrate.calibration.study import open_study, run_trials, select
-from erase_calibrate.calibration.trials import TrialRunner, _Item
+from erase_calibrate.search.features import ItemFeatures, merge
+from erase_calibrate.search.memo import Memo
+from erase_calibrate.search.search_space import SearchSpace
+from erase_calibrate.search.study import open_study, run_trials, select
+from erase_calibrate.search.trials import TrialRunner, _Item
 
 TOKENS = 256
 

@@ -8,9 +8,9 @@ import torch
 
 import erase
 from erase.profile import ImageProcessing
-from erase_calibrate.demo import tasks
-from erase_calibrate.demo.model import MAX_PIXELS, MIN_PIXELS, build_demo_processor, demo_model_path, load_demo
-from erase_calibrate.demo.train import encode
+from erase_calibrate.tasks.sources import demo as tasks
+from erase_calibrate.models.demo import MAX_PIXELS, MIN_PIXELS, build_demo_processor, demo_model_path, load_demo
+from erase_calibrate.tasks import encode_batch as encode
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import erase
-from erase_calibrate.benchmarks import own_data
-from erase_calibrate.benchmarks.own_data import OwnDataset
-from erase_calibrate.demo import tasks
+from erase_calibrate.tasks import own_data
+from erase_calibrate.tasks.own_data import OwnDataset
+from erase_calibrate.tasks.sources import demo as tasks
 
 N = 12
 

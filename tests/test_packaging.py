@@ -48,7 +48,7 @@ def test_shipped_data_is_package_data():
     from importlib import resources
 
     import erase
-    from erase_calibrate.demo.model import demo_model_path
+    from erase_calibrate.models.demo import demo_model_path
 
     shipped = erase.registry.SHIPPED_DIR
     assert shipped == Path(str(resources.files("erase.profiles")))

@@ -25,11 +25,11 @@ from optuna.trial import TrialState
 
 import erase
 import postgres_server
-from erase_calibrate.calibration import record
-from erase_calibrate.calibration.base_answers import AnswerCache
-from erase_calibrate.calibration.search_space import SearchSpace
-from erase_calibrate.calibration.study import open_study, run_trials
-from erase_calibrate.calibration.trials import TrialResult
+from erase_calibrate.search import record
+from erase_calibrate.search.base_answers import AnswerCache
+from erase_calibrate.search.search_space import SearchSpace
+from erase_calibrate.search.study import open_study, run_trials
+from erase_calibrate.search.trials import TrialResult
 from erase_calibrate.cli import calibrate_cmd
 from test_calibrate import ITEMS, tiny_setup  # noqa: F401  (the module-scoped fixture)
 
@@ -251,7 +251,7 @@ def test_finalize_writes_the_profile_from_the_storage_alone(journal_run, tmp_pat
     def no_model(*args, **kwargs):
         raise AssertionError("finalize must not load the model")
 
-    monkeypatch.setattr("erase_calibrate.model_loading.load_model", no_model)
+    monkeypatch.setattr("erase_calibrate.models.load", no_model)
     monkeypatch.setattr("transformers.AutoConfig.from_pretrained", no_model)
     target = tmp_path / "final"
     args = ["finalize", "--storage", str(out / f"{STUDY}.journal"), "--study-name", STUDY, "--out", str(target)]
@@ -286,7 +286,7 @@ def test_check_current_and_stale(journal_run, tiny_setup, tmp_path, monkeypatch,
     def no_weights(*args, **kwargs):
         raise AssertionError("check must not load weights")
 
-    monkeypatch.setattr("erase_calibrate.model_loading.load_model", no_weights)
+    monkeypatch.setattr("erase_calibrate.models.load", no_weights)
     monkeypatch.setattr("transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained", no_weights)
     model = str(tiny_setup / "model")
 
@@ -331,7 +331,7 @@ def test_if_stale_skips_a_current_profile(journal_run, tiny_setup, tmp_path, mon
     def no_model(*args, **kwargs):
         raise AssertionError("a current profile must not start a calibration")
 
-    monkeypatch.setattr("erase_calibrate.calibration.run.load_model", no_model)
+    monkeypatch.setattr("erase_calibrate.models.load", no_model)
     code, stdout, err = _cli(
         ["--model", str(tiny_setup / "model"), "--out", str(target), "--if-stale", str(out / "model.v1.yaml"), "--quiet"],
         capsys,
@@ -402,7 +402,7 @@ def test_workers_draw_different_points(tmp_path):
 
 # ----------------------------------------------------------------------------- the base-answer cache
 def test_answer_cache_tolerates_concurrent_writers(tmp_path):
-    from erase_calibrate.answering import Answer
+    from erase_calibrate.tasks.answering import Answer
 
     folder = tmp_path / "base-answers"
     a, b = AnswerCache(folder, "k", "bench"), AnswerCache(folder, "k", "bench")
@@ -529,8 +529,8 @@ def test_help_lists_subcommands_options_and_exit_codes(capsys):
 def test_revision_of_a_local_folder_is_a_config_digest(tmp_path):
     import json
 
-    from erase_calibrate.calibration.staleness import release_series
-    from erase_calibrate.model_identity import config_digest, model_revision
+    from erase_calibrate.search.staleness import release_series
+    from erase_calibrate.models.identity import config_digest, model_revision
 
     config = {"model_type": "qwen2_5_vl", "hidden_size": 64, "transformers_version": "5.0.0"}
     (tmp_path / "config.json").write_text(json.dumps(config))
@@ -551,7 +551,7 @@ def test_revision_of_a_local_folder_is_a_config_digest(tmp_path):
 def test_a_worker_with_other_options_is_refused(tmp_path):
     import dataclasses
 
-    from erase_calibrate.calibration.run import CalibrationConfig
+    from erase_calibrate.search.run import CalibrationConfig
 
     study = open_study(str(tmp_path / "s.journal"), "setup", tmp_path, seed=0)
     template = erase.load_profile("qwen2.5-vl-7b")

@@ -13,13 +13,13 @@ import pytest
 from PIL import Image
 
 from erase import EraseError
-from erase_calibrate.benchmarks import get_benchmark, score
-from erase_calibrate.benchmarks.aggregates import ItemResult, aggregate, mmbench_group
-from erase_calibrate.benchmarks.mathvista_answers import mathvista_score
-from erase_calibrate.benchmarks.multiple_choice import extract_choice, multiple_choice_score
-from erase_calibrate.benchmarks.rows import answer_values, row_to_item
-from erase_calibrate.benchmarks.scoring import anls, exact_match, vqa_accuracy
-from erase_calibrate.benchmarks.vqa_normalize import normalize_vqa_answer
+from erase_calibrate.tasks.benchmarks import get_benchmark, score
+from erase_calibrate.tasks.benchmarks.aggregates import ItemResult, aggregate, mmbench_group
+from erase_calibrate.tasks.benchmarks.mathvista_answers import mathvista_score
+from erase_calibrate.tasks.benchmarks.multiple_choice import extract_choice, multiple_choice_score
+from erase_calibrate.tasks.benchmarks.rows import answer_values, row_to_item
+from erase_calibrate.tasks.benchmarks.scoring import anls, exact_match, vqa_accuracy
+from erase_calibrate.tasks.benchmarks.vqa_normalize import normalize_vqa_answer
 
 OPTS = {"A": "red", "B": "dark red", "C": "blue", "D": "green"}
 

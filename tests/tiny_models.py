@@ -42,8 +42,8 @@ from transformers import (
 )
 from transformers import ProcessorMixin
 
-from erase_calibrate.offline_processor import CHAT_TEMPLATE, ImageTextProcessor, build_tokenizer, special_token_ids
-from erase_calibrate.bench.presets import mrope_section as _mrope_section
+from erase_calibrate.models.processor import CHAT_TEMPLATE, ImageTextProcessor, build_tokenizer, special_token_ids
+from erase_calibrate.models.presets import mrope_section as _mrope_section
 
 QWEN3_TOKEN_PX = 32
 INTERNVL_TILE = 112

@@ -57,9 +57,9 @@ from transformers import (
 )
 
 # The tokenizer, chat template and image-only processor live in the product
-# (erase_calibrate.offline_processor) so benchmarks build them without the tests folder.
+# (erase_calibrate.models.processor) so benchmarks build them without the tests folder.
 from erase.testing import make_image, make_messages  # noqa: F401  (re-exported for the tests)
-from erase_calibrate.offline_processor import CHAT_TEMPLATE, SPECIAL_TOKENS, ImageTextProcessor, build_tokenizer
+from erase_calibrate.models.processor import CHAT_TEMPLATE, SPECIAL_TOKENS, ImageTextProcessor, build_tokenizer
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -137,7 +137,7 @@ def build_tiny_config(
     attn_implementation: str = "sdpa",
 ) -> Qwen2_5_VLConfig:
     """A tiny Qwen2.5-VL config, built by the product's own preset builder (erase-bench)."""
-    from erase_calibrate.bench.presets import Preset, build_config
+    from erase_calibrate.models.presets import Preset, build_config
 
     tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
     if hidden % heads:

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from erase import EraseError
 
-from .presets import TOKEN_PX
+from ..models.presets import TOKEN_PX
 
 IMAGE_KINDS = ("mixed", "page", "photo")
 MAX_TOKENS = 65536

@@ -1,46 +1,4 @@
-"""The calibration and evaluation benchmarks: loading, prompting and scoring.
+"""Old name, kept until erase-eval's branch is rewired: the benchmarks are tasks/benchmarks/ and tasks/sources/."""
 
-    from erase_calibrate.benchmarks import load_items, get_benchmark, score
-
-    items = load_items("chartqa", limit=70, seed=0)            # from the hub
-    items = load_items("chartqa", data_dir="data_samples/benchmarks")  # local parquet
-    item = items[0]
-    item.image, item.prompt, item.references
-    score(item, "42")                                          # 1.0 or 0.0 (ANLS / VQA: in between)
-
-Dataset ids, columns, prompts and scoring rules follow BENCHMARKS.md.
-"""
-
-from __future__ import annotations
-
-from .items import Item
-from .loading import find_local_files, load_items
-from .registry import (
-    BENCHMARKS,
-    CALIBRATION_BENCHMARKS,
-    EVALUATION_BENCHMARKS,
-    Benchmark,
-    Columns,
-    benchmark_names,
-    get_benchmark,
-)
-
-
-def score(item: Item, prediction: str) -> float:
-    """Score a model's answer to an item with its benchmark's rule, in [0, 1]."""
-    return get_benchmark(item.benchmark).score(item, prediction)
-
-
-__all__ = [
-    "BENCHMARKS",
-    "CALIBRATION_BENCHMARKS",
-    "EVALUATION_BENCHMARKS",
-    "Benchmark",
-    "Columns",
-    "Item",
-    "benchmark_names",
-    "find_local_files",
-    "get_benchmark",
-    "load_items",
-    "score",
-]
+from ..tasks.benchmarks import *  # noqa: F401,F403
+from ..tasks.benchmarks import BENCHMARKS, CALIBRATION_BENCHMARKS, EVALUATION_BENCHMARKS, get_benchmark, load_items, score  # noqa: F401

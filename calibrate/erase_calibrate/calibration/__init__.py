@@ -1,1 +1,1 @@
-"""The calibrator: base answers, the Optuna search, selection and the profile it writes."""
+"""Old name, kept until erase-eval's branch is rewired: the search is search/, item sources are tasks/."""

@@ -6,18 +6,15 @@ Every method runs through the same runtime (`erase.apply` with an
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from erase import EraseError
-from erase.fileio import atomic_write, check_writable
+from erase.fileio import atomic_write
 
 from ._common import run
 
@@ -25,27 +22,6 @@ app = typer.Typer(
     add_completion=False,
     help="Benchmark ERASE and baselines (prefill, decode, KV cache, memory) on a preset or a local checkpoint.",
 )
-
-DTYPES = ("float32", "bfloat16", "float16")
-ATTNS = ("sdpa", "eager")
-DEVICES = ("cpu", "cuda")
-
-
-def _int(name: str, text: str, minimum: int, maximum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = minimum - 1
-    if not minimum <= value <= maximum:
-        raise EraseError(f"{name} {text!r}: expected a whole number in {minimum}..{maximum:,}")
-    return value
-
-
-def _choice(name: str, text: str, choices: tuple[str, ...]) -> str:
-    if text not in choices:
-        raise EraseError(f"{name} {text!r}: expected one of {', '.join(choices)}")
-    return text
-
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS")
 
@@ -78,177 +54,25 @@ def bench(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
 ) -> None:
     """Measure ViT, prefill and decode time, KV-cache bytes and peak memory per method and token count."""
-    cmd = command_line()
-    # ---- validate everything before any heavy work
-    from ..bench import inputs as binputs
-    from ..bench import measure, presets
-
-    token_list = binputs.parse_tokens(tokens)
-    method_list = measure.parse_methods(methods)
-    n_new = _int("--new-tokens", new_tokens, 1, 4096)
-    n_rep = _int("--repeats", repeats, 1, 10_000)
-    n_warm = _int("--warmup", warmup, 0, 10_000)
-    n_seed = _int("--seed", seed, 0, 2**32 - 1)
-    device = _choice("--device", device, DEVICES)
-    dtype = _choice("--dtype", dtype, DTYPES)
-    attn = _choice("--attn", attn, ATTNS)
-    image_kind = _choice("--image-kind", image_kind, binputs.IMAGE_KINDS)
-    ratio = None
-    if final_keep_ratio is not None:
-        try:
-            ratio = float(final_keep_ratio)
-        except ValueError:
-            ratio = -1.0
-        if not 0.0 < ratio <= 1.0:
-            raise EraseError(f"--final-keep-ratio {final_keep_ratio!r}: expected a number in (0, 1]")
-    outs = [(o, p) for o, p in (("--json", json_out), ("--markdown", markdown_out), ("--plot", plot_out)) if p is not None]
-    resolved = [p.resolve() for _, p in outs]
-    if len(set(resolved)) != len(resolved):
-        raise EraseError("--json, --markdown and --plot must be different files")
-    for option, path in outs:
-        check_writable(path, option)
-    target = presets.resolve(model)
-
-    import erase
-    import torch
-    from erase.references import with_adavtp_reference
-
     from ..bench import report as breport
-    from ..offline_processor import build_processor
+    from ..bench.run import BenchConfig, run as run_bench
 
-    from ..model_loading import check_device
-
-    check_device(device)
-    user_image = None
-    if image is not None:
-        from erase.imaging import open_image
-
-        user_image = open_image(image)
-    torch_dtype = getattr(torch, dtype)
-    dev = torch.device(device)
+    config = BenchConfig.parse(
+        model, tokens=tokens, methods=methods, final_keep_ratio=final_keep_ratio, new_tokens=new_tokens, repeats=repeats,
+        warmup=warmup, seed=seed, device=device, dtype=dtype, attn=attn, image_kind=image_kind, profile=profile, image=image,
+        outputs={"--json": json_out, "--markdown": markdown_out, "--plot": plot_out},
+    )
 
     def log(msg: str) -> None:
         if not quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    # ---- model, tokenizer, profile
-    t0 = time.perf_counter()
-    if isinstance(target, presets.Preset):
-        tokenizer = presets.default_tokenizer()
-        prof = erase.load_profile(profile or target.profile)
-        prof.check_depth(target.layers)
-        mdl = presets.build_preset_model(target, tokenizer, device=device, dtype=torch_dtype, attn_implementation=attn, seed=n_seed)
-        model_info: dict[str, Any] = {"name": target.name, "source": "preset (random weights)", "description": target.description}
-    else:
-        layers_to_profile = {28: "qwen2.5-vl-7b", 36: "qwen2.5-vl-3b"}
-        n_layers = presets.checkpoint_config(target).text_config.num_hidden_layers
-        name = profile or layers_to_profile.get(n_layers)
-        if name is None:
-            raise EraseError(f"--model {target}: no shipped profile fits {n_layers} decoder layers; pass --profile")
-        prof = erase.load_profile(name)
-        prof.check_depth(n_layers)
-        mdl, tokenizer = presets.load_checkpoint(target, device=device, dtype=torch_dtype, attn_implementation=attn)
-        model_info = {"name": str(target), "source": "checkpoint", "description": f"checkpoint {target}"}
-    keep = ratio if ratio is not None else prof.stage2.final_keep_ratio
-    model_info.update(
-        parameters=sum(p.numel() for p in mdl.parameters()),
-        dtype=dtype,
-        attn=attn,
-        profile=prof.name,
-        profile_model=prof.model.id,
-    )
-    log(f"erase-bench: {model_info['name']} ready in {time.perf_counter() - t0:.1f} s ({model_info['parameters'] / 1e6:.1f} M parameters)")
-
-    # ---- inputs, one case per token count
-    token_px = presets.TOKEN_PX
-    images = {}
-    for t in token_list:
-        images[t] = binputs.fit_image(user_image, t) if user_image is not None else binputs.synthetic_image(t, image_kind, n_seed)
-    max_pixels = max(im.width * im.height for im in images.values())
-    processor = build_processor(tokenizer, min_pixels=4 * token_px * token_px, max_pixels=max(max_pixels, 4 * token_px * token_px))
-    image_token_id = mdl.config.image_token_id
-    cases = []
-    for t in token_list:
-        im = images[t]
-        t1 = time.perf_counter()
-        inputs = binputs.build_inputs(processor, im)
-        pre_ms = 1e3 * (time.perf_counter() - t1)
-        ids = inputs["input_ids"][0]
-        is_image = ids == image_token_id
-        vision = int(is_image.sum())
-        first = int(is_image.nonzero()[0])
-        query = int((~is_image[first:]).sum())
-        grid = tuple(int(v) for v in inputs["image_grid_thw"][0].tolist())
-        level, entropy = measure.numpy_level(im, prof, keep, token_px)
-        inputs = {k: (v.to(dev) if hasattr(v, "to") else v) for k, v in inputs.items()}
-        cases.append(
-            measure.Case(t, inputs, (im.width, im.height), round(pre_ms, 3), vision, int(ids.numel()) - vision, query, grid, level, entropy)
-        )
-        log(f"  {t} tokens: image {im.width}x{im.height}, {vision} vision + {int(ids.numel()) - vision} text tokens, level {level} (H = {entropy:.3f})")
-
-    # AdaVTP reads reference statistics from the profile; the shipped profiles have none
-    # (they need the real model), so they come from the benchmark's own images: right for
-    # timing, not for accuracy.
-    reference_note = None
-    if "adavtp" in method_list and prof.methods.adavtp is None:
-        prof = with_adavtp_reference(prof, mdl, [c.inputs for c in cases])
-        ref = prof.methods.adavtp
-        reference_note = (
-            f"AdaVTP reference statistics computed on the benchmark's own {ref.images} image(s) "
-            f"(erank_avg {ref.erank_avg:.3f}, tau_max {ref.tau_max:.4f}): for timing only"
-        )
-        log(f"  {reference_note}")
-
-    # ---- measure
-    machine = measure.machine_facts(dev)
-    started = _dt.datetime.now().astimezone()
-    records, facts = measure.run_benchmark(
-        mdl, cases, method_list, prof, keep, new_tokens=n_new, repeats=n_rep, warmup=n_warm, device=dev, log=log
-    )
-    try:
-        machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
-    machine["wall_s"] = round(time.perf_counter() - t0, 1)
-    result = {
-        "command": cmd,
-        "tool": "erase-bench",
-        "version": erase.__version__,
-        "date": started.isoformat(timespec="seconds"),
-        "machine": machine,
-        "model": model_info,
-        "settings": {
-            "tokens": token_list,
-            "methods": method_list,
-            "final_keep_ratio": keep,
-            "new_tokens": n_new,
-            "repeats": n_rep,
-            "warmup": n_warm,
-            "image": str(image) if image is not None else f"synthetic {image_kind} (seed {n_seed})",
-            "prompt": binputs.PROMPT,
-            "seed": n_seed,
-        },
-        "facts": {**facts, **({"adavtp_reference": reference_note} if reference_note else {})},
-        "definitions": {
-            "predicted_speedup": "LLM prefill FLOPs of base / method, from the schedule applied (ViT excluded)",
-            "measured_speedup": "LLM prefill time (first forward of generate) of base / method",
-            "prefill_ms": "first forward of generate(): LLM prefill incl. ERASE Stage 1/2 work, without the ViT",
-            "e2e_ms": "wall time of generate() (ViT + prefill + decode), processor excluded",
-            "kv_bytes": "keys + values of all layers after prefill",
-        },
-        "records": records,
-    }
-    # ---- render everything, then write (atomically, each file)
-    rendered = []
-    if json_out is not None:
-        rendered.append((json_out, breport.to_json(result)))
-    if markdown_out is not None:
-        rendered.append((markdown_out, breport.to_markdown(result)))
-    if plot_out is not None:
-        rendered.append((plot_out, breport.to_png(result)))
+    result = run_bench(config, command_line(), log)
+    renderers = {"--json": breport.to_json, "--markdown": breport.to_markdown, "--plot": breport.to_png}
+    rendered = [(path, renderers[option](result)) for option, path in config.outputs.items()]  # all, then write
     for path, data in rendered:
         atomic_write(path, data)
-    typer.echo(breport.markdown_table(records))
+    typer.echo(breport.markdown_table(records=result["records"]))
 
 
 main = run(app, "erase-bench")

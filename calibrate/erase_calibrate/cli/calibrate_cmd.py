@@ -16,7 +16,7 @@ import typer
 
 from erase import EraseError
 
-from ..calibration.ui import Progress
+from ..search.ui import Progress
 from ._common import run
 
 app = typer.Typer(
@@ -124,7 +124,7 @@ def main_command(
         return
     if model is None:
         raise EraseError("--model is required to calibrate (or run a subcommand: check, finalize; see --help)")
-    from ..calibration.run import CalibrationConfig, calibrate
+    from ..search.run import CalibrationConfig, calibrate
 
     config = CalibrationConfig(
         model=model, alpha=alpha, iters=iters, levels=levels, benchmarks=_split("--benchmarks", benchmarks), per_benchmark=per_benchmark,
@@ -162,7 +162,7 @@ def check(
     """Is PROFILE current for MODEL? Same model revision, same architecture fingerprint (family, pixels
     per token, layers, hidden size), this toolkit's schema_version and release series. Reads the model's
     config only, never its weights. Prints 'current: ...' (exit 0) or 'stale: <reasons>' (exit 3)."""
-    from ..calibration.staleness import EXIT_STALE, check as check_profile
+    from ..search.staleness import EXIT_STALE, check as check_profile
 
     verdict = check_profile(model, profile, revision)
     typer.echo(verdict.line())
@@ -180,7 +180,7 @@ def finalize(
     """Write the profile of a study from its storage alone (no model, no data): what the workers
     recorded when they started, and the best of the complete trials. Writes nothing new when this
     folder already holds the profile of the same study state."""
-    from ..calibration.finalize import finalize as finalize_study
+    from ..search.finalize import finalize as finalize_study
 
     written = finalize_study(storage, study_name, _folder("--out", out), select)
     if not written.new:

@@ -29,11 +29,12 @@ from typing import Any, Sequence
 import torch
 
 import erase
-from erase.profile import Calibration, Fingerprint, ImageProcessing, ModelInfo, Profile, Stage1, Stage2
+from erase.profile import Profile
 
-from . import tasks
-from .model import MAX_PIXELS, MIN_PIXELS, MODEL_ID, demo_model_path, load_demo
-from .train import encode
+from .. import models
+from ..models.demo import MAX_PIXELS, MIN_PIXELS, MODEL_ID, demo_model_path, load_demo
+from ..tasks import decode, encode_batch
+from ..tasks.sources import demo as tasks
 
 RANDOM_40 = erase.named_strategy("random", 0.4)
 STAGE1_ONLY = erase.strategy.STAGE1_ONLY
@@ -54,20 +55,10 @@ def demo_profile(
     name: str = "demo-manual",
 ) -> Profile:
     """A hand-made profile for the demo model (fingerprint read from the model)."""
-    tc, vc = model.config.text_config, model.config.vision_config
-    return Profile(
-        name=name,
-        profile_version=1,
-        model=ModelInfo(
-            id=MODEL_ID,
-            fingerprint=Fingerprint(
-                model.config.model_type, vc.patch_size * vc.spatial_merge_size, tc.num_hidden_layers, tc.hidden_size
-            ),
-        ),
-        image_processing=ImageProcessing(MIN_PIXELS, MAX_PIXELS),
-        stage1=Stage1(thresholds=tuple(thresholds), keep_ratios=tuple(keep_ratios)),
-        stage2=Stage2(early_layer=early_layer, late_layer=late_layer, early_levels=(3, 4), final_keep_ratio=final_keep_ratio),
-        calibration=Calibration(source="manual", toolkit_version=erase.__version__, date="2026-11-21"),
+    return models.template(
+        model, name=name, model_id=MODEL_ID, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, levels=len(keep_ratios),
+        thresholds=thresholds, keep_ratios=keep_ratios, final_keep_ratio=final_keep_ratio, early_layer=early_layer,
+        late_layer=late_layer, source="manual", date="2026-11-21",
     )
 
 
@@ -82,26 +73,15 @@ def answer_items(
     kept: list[float] = []
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
-        enc = encode(processor, chunk, with_answers=False)
+        enc = encode_batch(processor, chunk)
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
-        answers.extend(decode_answers(model, processor, out, enc["input_ids"].shape[1]))
+        answers.extend(decode(model, processor, row).text for row in out[:, enc["input_ids"].shape[1] :].tolist())
         if handle is not None:
             for per_sample in handle.stats:
                 kept.extend(st.tokens_after_stage1 / st.tokens_total for st in per_sample)
         else:
             kept.extend(1.0 for _ in chunk)
     return answers, kept
-
-
-def decode_answers(model: Any, processor: Any, out: torch.Tensor, prompt_len: int) -> list[str]:
-    """The generated part of each row of `generate()`'s output, up to end-of-turn, as text."""
-    eos = model.generation_config.eos_token_id
-    answers = []
-    for row in out[:, prompt_len:].tolist():
-        if eos in row:
-            row = row[: row.index(eos)]
-        answers.append(processor.tokenizer.decode(row, skip_special_tokens=True).strip())
-    return answers
 
 
 def accuracy(items: Sequence[tasks.Item], answers: Sequence[str]) -> float:

@@ -38,43 +38,13 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import tasks
-from ..offline_processor import build_processor
-from .model import DEMO_SPEC, MAX_PIXELS, MODEL_ID, DemoSpec, build_demo_processor, new_demo_model, spec_dict
+from ..models.processor import build_processor
+from ..tasks import encode_batch
+from ..tasks.sources import demo as tasks
+
+from ..models.demo import DEMO_SPEC, MAX_PIXELS, MODEL_ID, DemoSpec, build_demo_processor, new_demo_model, spec_dict
 
 SAVE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-# ----------------------------------------------------------------------------- batches
-def messages(prompt: str) -> list[dict[str, Any]]:
-    """One user turn: the image, then the prompt (as the calibrator asks)."""
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-
-
-def encode(processor: Any, items: Sequence[tasks.Item], *, with_answers: bool) -> dict[str, torch.Tensor]:
-    """Processor outputs for a batch (left padded); with answers: the first reference and
-    ``<|im_end|>`` appended, and ``labels`` that are -100 except on those tokens."""
-    tok = processor.tokenizer
-    texts, answers = [], []
-    for item in items:
-        text = processor.apply_chat_template(messages(item.prompt), add_generation_prompt=True, tokenize=False)
-        if with_answers:
-            ids = tok(item.answer, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
-            answers.append(ids)
-            text = text + item.answer + "<|im_end|>"
-        texts.append(text)
-    enc = dict(processor(text=texts, images=[item.image for item in items], return_tensors="pt", padding=True))
-    if with_answers:
-        if tok.padding_side != "left":
-            raise ValueError("encode() expects a left-padding tokenizer")
-        labels = torch.full_like(enc["input_ids"], -100)
-        for b, ids in enumerate(answers):
-            tail = enc["input_ids"][b, -len(ids) :].tolist()
-            if tail != ids:  # the answer must tokenise the same inside the prompt as alone
-                raise ValueError(f"answer {items[b].answer!r} tokenises differently in context: {tail} vs {ids}")
-            labels[b, -len(ids) :] = torch.tensor(ids)
-        enc["labels"] = labels
-    return enc
 
 
 def parse_curriculum(spec: str, steps: int) -> list[tuple[int, int]]:
@@ -127,7 +97,7 @@ class _TrainBatches(torch.utils.data.Dataset):
                 background = tasks.SIMPLE_BACKGROUNDS[(index // len(tasks.TASKS)) % len(tasks.SIMPLE_BACKGROUNDS)]
             grid = grid_at(self.stages, step)
             items.append(tasks.make_item(index, seed=self.seed, split="train", background=background, grid=grid))
-        batch = encode(self.processor, items, with_answers=True)
+        batch = encode_batch(self.processor, items, with_answers=True)
         batch["token_targets"] = token_targets(items)
         return batch
 
@@ -217,7 +187,7 @@ def teacher_forced_accuracy(model: Any, processor: Any, items: Sequence[tasks.It
     hits: dict[str, list[int]] = {}
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
-        enc = encode(processor, chunk, with_answers=True)
+        enc = encode_batch(processor, chunk, with_answers=True)
         labels = enc.pop("labels")
         logits = model(**enc, use_cache=False).logits
         pred = logits[:, :-1].argmax(-1)

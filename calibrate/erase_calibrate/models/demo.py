@@ -1,11 +1,14 @@
 """The demo model: a tiny Qwen2.5-VL (the real architecture class) and where it ships.
 
 The model is `Qwen2_5_VLForConditionalGeneration` with a small config, trained
-from scratch on the synthetic tasks of `erase_calibrate.demo.tasks` by
+from scratch on the synthetic tasks of `erase_calibrate.tasks.sources.demo` by
 ``python -m erase_calibrate.demo.train``. The trained checkpoint ships in
 ``data_samples/demo-model/`` (safetensors, config, tokenizer, image processor
 config, chat template) and loads with ``from_pretrained`` like any real
 checkpoint, with no model hub (``HF_HUB_OFFLINE=1``) and no torchvision.
+
+Registered as the model source `demo` (`models.load("demo")`): it calibrates on the demo tasks
+by default, and the shipped `demo` profile fits it.
 """
 
 from __future__ import annotations
@@ -19,8 +22,13 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-from ..offline_processor import ImageTextProcessor, build_processor, build_tokenizer
-from .tasks import GRID, TOKEN_PX
+from erase import EraseError
+
+from .hub import open_pretrained
+from .identity import check_revision_option, load_config, model_revision
+from .presets import TOKEN_PX, Preset, build_config
+from .processor import ImageTextProcessor, build_processor, build_tokenizer
+from .registry import Located, ModelSource, register
 
 __all__ = [
     "DEMO_SPEC",
@@ -36,7 +44,9 @@ __all__ = [
 
 ENV_VAR = "ERASE_DEMO_MODEL"  # overrides where the demo checkpoint is looked for
 MODEL_ID = "erase-demo/qwen2.5-vl-tiny"
-# Fixed pixel budget: every image becomes ~256 vision tokens (448x448 -> 16x16 exactly).
+NAME = "demo"  # what --model names it
+# Fixed pixel budget: the demo tasks' 448 px images become 16 x 16 = 256 vision tokens exactly.
+GRID = 16
 MIN_PIXELS = MAX_PIXELS = GRID * GRID * TOKEN_PX * TOKEN_PX
 
 
@@ -65,9 +75,7 @@ DEMO_SPEC = DemoSpec()
 
 
 def demo_preset(spec: DemoSpec = DEMO_SPEC):
-    """The spec as an `erase-bench` preset, so one builder makes every tiny Qwen2.5-VL config."""
-    from ..bench.presets import Preset
-
+    """The spec as a preset, so one builder makes every tiny Qwen2.5-VL config."""
     return Preset(
         "demo", "the trained demo model's shapes", "demo",
         hidden=spec.hidden, layers=spec.layers, heads=spec.heads, kv_heads=spec.kv_heads, intermediate=spec.intermediate,
@@ -78,8 +86,6 @@ def demo_preset(spec: DemoSpec = DEMO_SPEC):
 
 def build_demo_config(tokenizer: PreTrainedTokenizerFast, spec: DemoSpec = DEMO_SPEC) -> Qwen2_5_VLConfig:
     """The demo's `Qwen2_5_VLConfig`; special token ids are the tokenizer's."""
-    from ..bench.presets import build_config
-
     return build_config(demo_preset(spec), tokenizer)
 
 
@@ -120,20 +126,25 @@ def demo_model_path() -> Path:
 def load_demo(
     path: str | os.PathLike[str] | None = None, *, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"
 ) -> tuple[Qwen2_5_VLForConditionalGeneration, ImageTextProcessor]:
-    """(model in eval mode, processor) of the demo checkpoint, loaded offline with `from_pretrained`.
+    """(model in eval mode, processor) of the demo checkpoint (or of PATH, a demo-shaped one), through the registry."""
+    from .registry import load
 
-    The weights are stored in float16 to keep the checkpoint small; they load as
-    `dtype` (float32 by default, the dtype the quality bars are measured in).
-    """
-    path = Path(path) if path is not None else demo_model_path()
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no demo checkpoint at {path} (train one with python -m erase_calibrate.demo.train)")
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        str(path), dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
-    )
-    model.eval()
-    processor = ImageTextProcessor.from_pretrained(str(path), local_files_only=True)
-    return model, processor
+    dtypes = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+    loaded = load(NAME if path is None else str(path), dtype=dtypes[dtype], attn_implementation=attn_implementation)
+    return loaded.model, loaded.processor
+
+
+def _locate(spec: str, revision: str | None) -> Located:
+    path = demo_model_path()
+    if not path.is_dir():
+        raise EraseError(f"the demo model is missing at {path}; reinstall the project from its checkout")
+    check_revision_option(spec, str(path), revision)
+    return Located(str(path), load_config(spec, str(path)), model_revision(str(path)))
+
+
+SOURCE = register(
+    ModelSource(NAME, lambda spec: spec == NAME, _locate, open_pretrained, default_tasks=(NAME,), shipped_profile=lambda spec, fp: NAME)
+)
 
 
 def spec_dict(spec: DemoSpec = DEMO_SPEC) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any
 
 from erase import EraseError
 
-from .items import Item
+from ..items import Item
 from .registry import Benchmark, get_benchmark
 from .rows import row_to_item
 from .sampling import item_ids, row_key, sample_order

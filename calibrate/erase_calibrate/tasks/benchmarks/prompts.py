@@ -7,7 +7,7 @@ is the one the lmms-eval tasks use for Qwen models, so scores stay comparable.
 
 from __future__ import annotations
 
-from .items import Item
+from ..items import Item
 from .options import format_options, parse_options
 
 SHORT_ANSWER = "Answer the question using a single word or phrase."

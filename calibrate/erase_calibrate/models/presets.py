@@ -13,22 +13,23 @@ does: never read quality from a preset.
   size ratio and MLP ratio, a small ViT; they run on a laptop CPU.
 - `tiny`: a toy of the 7B's depth for tests.
 
-A local checkpoint directory loads with `from_pretrained` instead (`load_model`).
+Registered as the model source `preset`: `models.load("tiny")` builds one (random weights, the
+offline tokenizer and image-only processor); its identity has no revision.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 from erase import EraseError
 
-from ..offline_processor import build_tokenizer, special_token_ids
+from .processor import build_processor, build_tokenizer, special_token_ids
+from .registry import DTYPES, Located, LoadOptions, ModelSource, register
 
 PATCH_SIZE = 14
 MERGE_SIZE = 2
@@ -203,67 +204,27 @@ def build_preset_model(
     return model
 
 
-def looks_like_path(spec: str) -> bool:
-    return os.sep in spec or spec.startswith(".") or Path(spec).exists()
-
-
-def resolve(spec: str) -> Preset | Path:
-    """A preset by name, or an existing checkpoint directory; a one-line EraseError otherwise."""
-    if spec in PRESETS:
-        return PRESETS[spec]
-    if spec == "demo":  # the shipped trained checkpoint, found as the calibrator finds it
-        from ..model_loading import resolve_model_path
-
-        spec = resolve_model_path(spec)
-    if looks_like_path(spec):
-        path = Path(spec)
-        if not path.is_dir():
-            raise EraseError(f"--model {spec}: no such checkpoint directory")
-        if not (path / "config.json").is_file():
-            raise EraseError(f"--model {spec}: not a checkpoint directory (no config.json)")
-        return path
-    raise EraseError(f"unknown model {spec!r}: not a preset ({', '.join(PRESETS)}) and not a checkpoint directory")
-
-
-def checkpoint_config(path: Path) -> Qwen2_5_VLConfig:
-    """The config of a local checkpoint; a one-line EraseError unless it is a Qwen2.5-VL."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise EraseError(f"--model {path}: cannot read config: {str(exc).splitlines()[0]}") from None
-    if getattr(config, "model_type", None) != "qwen2_5_vl":
-        raise EraseError(f"--model {path}: model_type {getattr(config, 'model_type', None)!r} is not supported (qwen2_5_vl)")
-    return config
-
-
-def load_checkpoint(
-    path: Path, *, device: str = "cpu", dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"
-) -> tuple[Qwen2_5_VLForConditionalGeneration, PreTrainedTokenizerFast]:
-    """Model and tokenizer of a local Qwen2.5-VL checkpoint, offline.
-
-    The image processor is not taken from the checkpoint: the benchmark builds one
-    whose pixel range keeps each synthetic image at exactly its token count (every
-    Qwen2.5-VL processor normalises with the same CLIP statistics).
-    """
-    from transformers import AutoTokenizer
-    from transformers import logging as hf_logging
-
-    checkpoint_config(path)
-    hf_logging.disable_progress_bar()
-    try:
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            str(path), dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
-        )
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - missing or corrupt weights fail in many ways; one line for the user
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EraseError(f"--model {path}: cannot load: {first}") from None
-    finally:
-        hf_logging.enable_progress_bar()
-    return model.to(device).eval(), tokenizer
-
-
 def default_tokenizer() -> PreTrainedTokenizerFast:
     return build_tokenizer()
+
+
+def _locate(spec: str, revision: str | None) -> Located:
+    if revision is not None:
+        raise EraseError(f"--revision applies to hub ids; {spec!r} is a preset (random weights)")
+    tokenizer = build_tokenizer()
+    return Located(spec, build_config(PRESETS[spec], tokenizer), None, extra=tokenizer)
+
+
+def _open(spec: str, located: Located, options: LoadOptions) -> tuple[Any, Any]:
+    tokenizer = located.extra
+    model = build_preset_model(
+        PRESETS[spec], tokenizer, device=options.device, dtype=DTYPES[options.dtype],
+        attn_implementation=options.attn_implementation, seed=options.seed,
+    )
+    bounds = {k: v for k, v in (("min_pixels", options.min_pixels), ("max_pixels", options.max_pixels)) if v is not None}
+    return model, build_processor(tokenizer, **bounds)
+
+
+SOURCE = register(
+    ModelSource("preset", lambda spec: spec in PRESETS, _locate, _open, shipped_profile=lambda spec, fp: PRESETS[spec].profile)
+)

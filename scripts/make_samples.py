@@ -1,6 +1,9 @@
 """Write tiny synthetic stand-ins of the ten benchmarks, in each real dataset's schema.
 
-    python -m erase_calibrate.benchmarks.make_samples OUT_DIR [--seed N]
+    python scripts/make_samples.py OUT_DIR [--seed N]
+
+A development tool of the checkout, not part of the installed package: the files it wrote ship
+in data_samples/benchmarks/.
 
 writes OUT_DIR/<benchmark>.parquet (3-5 rows each) and OUT_DIR/README.md. The
 rows are invented and the images drawn with PIL (`synthetic_images`), so every
@@ -22,10 +25,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import synthetic_images as art
-from .loading import SYNTHETIC_MARK
-from .options import LETTERS
-from .registry import BENCHMARKS
+if __package__ in (None, ""):  # run as a script: its folder holds synthetic_images.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import synthetic_images as art
+else:
+    from . import synthetic_images as art
+
+from erase_calibrate.tasks.benchmarks import BENCHMARKS
+from erase_calibrate.tasks.benchmarks.loading import SYNTHETIC_MARK
+from erase_calibrate.tasks.benchmarks.options import LETTERS
 
 Rows = list[dict[str, Any]]
 
@@ -676,7 +684,7 @@ def _readme(counts: dict[str, int], seed: int) -> str:
         "Regenerate (deterministic for a given seed and Pillow version):",
         "",
         "```bash",
-        f"python -m erase_calibrate.benchmarks.make_samples data_samples/benchmarks --seed {seed}",
+        f"python scripts/make_samples.py data_samples/benchmarks --seed {seed}",
         "```",
         "",
         "Load them like real data with `load_items(NAME, data_dir=\"data_samples/benchmarks\")`.",
@@ -687,7 +695,7 @@ def _readme(counts: dict[str, int], seed: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m erase_calibrate.benchmarks.make_samples",
+        prog="python scripts/make_samples.py",
         description="Write tiny synthetic stand-ins of the benchmarks in their real schemas.",
     )
     parser.add_argument("out_dir", help="folder to write <benchmark>.parquet and README.md into")

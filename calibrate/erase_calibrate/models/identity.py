@@ -11,6 +11,7 @@ A model's identity is its revision and its architecture fingerprint:
   architecture and special tokens, not the weights: retrain in place and it stays the same.
 
 The calibrator records exactly this revision, and `erase-calibrate check` compares against it.
+Which spec names which folder is the registry's business (registry.py); this module only reads.
 """
 
 from __future__ import annotations
@@ -19,34 +20,16 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from erase import EraseError, Fingerprint, fingerprint_of
+from erase import EraseError
+
+from .registry import first_line
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SNAPSHOT = re.compile(r"snapshots/([0-9a-f]{40})(?:/|$)")
 DIGEST_PREFIX = "config-sha256:"
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    model: str  # as the user named it
-    path: str  # what from_pretrained loads (a hub id or a folder)
-    revision: str | None
-    fingerprint: Fingerprint
-
-
-def resolve_model_path(model: str) -> str:
-    if model == "demo":
-        from .demo.model import demo_model_path
-
-        path = demo_model_path()
-        if not Path(path).is_dir():
-            raise EraseError(f"the demo model is missing at {path}; reinstall the project from its checkout")
-        return str(path)
-    return model
 
 
 def check_revision_option(model: str, path: str, revision: str | None) -> None:
@@ -54,18 +37,15 @@ def check_revision_option(model: str, path: str, revision: str | None) -> None:
         raise EraseError(f"--revision applies to hub ids; {model!r} is a local folder (its revision is its config.json digest)")
 
 
-def load_config(model: str, revision: str | None = None) -> tuple[str, Any]:
-    """(path, transformers config) of MODEL; one-line errors for a model that does not exist."""
+def load_config(model: str, path: str, revision: str | None = None) -> Any:
+    """The transformers config at PATH (MODEL as the user named it); one-line errors for a model that does not exist."""
     from transformers import AutoConfig
 
-    path = resolve_model_path(model)
     check_revision_option(model, path, revision)
     try:
-        config = AutoConfig.from_pretrained(path, revision=revision)
+        return AutoConfig.from_pretrained(path, revision=revision)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EraseError(f"cannot load model {model!r}: {first}") from None
-    return path, config
+        raise EraseError(f"cannot load model {model!r}: {first_line(exc)}") from None
 
 
 def config_digest(folder: str | os.PathLike[str]) -> str | None:
@@ -93,9 +73,3 @@ def model_revision(path: str, revision: str | None = None) -> str | None:
     if m:
         return m.group(1)
     return revision if revision and _COMMIT.match(revision) else None
-
-
-def identify(model: str, revision: str | None = None) -> ModelIdentity:
-    """Revision and fingerprint of MODEL from its config; no weights are read."""
-    path, config = load_config(model, revision)
-    return ModelIdentity(model=model, path=path, revision=model_revision(path, revision), fingerprint=fingerprint_of(config))

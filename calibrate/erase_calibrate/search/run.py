@@ -11,7 +11,6 @@ once some item is answered correctly), and only then is the study created.
 
 from __future__ import annotations
 
-import math
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -21,30 +20,19 @@ from typing import Any, Callable
 from optuna.trial import TrialState
 
 from erase import EraseError, load_profile
-from erase.adapters import adapter_for
 from erase.fileio import check_writable
 from erase.limits import MAX_LEVELS, MAX_PROCESSOR_PIXELS
+from erase.profile import Profile
 from erase.references import with_adavtp_reference
-from erase.profile import (
-    Calibration,
-    Fingerprint,
-    ImageProcessing,
-    ModelInfo,
-    Profile,
-    Stage1,
-    Stage2,
-)
 
-from .. import __version__
-from ..benchmarks import own_data
+from .. import models, tasks
 from ..interrupts import Interrupted
-from ..model_identity import load_config
-from ..model_loading import check_device, check_dtype, load_model
-from . import record, sources, staleness
+from ..models import check_device, check_dtype
+from ..tasks import own_data
+from . import record, staleness
 from .base_answers import AnswerCache, cache_key, collect_correct
 from .finalize import write_profile
 from .memo import Memo
-from .output import profile_name
 from .search_space import SearchSpace
 from .study import (
     WORKER,
@@ -144,7 +132,8 @@ class CalibrationConfig:
         if (self.prompt_template is not None or self.scorer != "vqa") and not self.datasets:
             raise EraseError("--prompt-template and --scorer apply to --dataset data; give a --dataset")
         check_writable(self.out, "--out", folder=True)
-        self.benchmarks = sources.check_names(self.benchmarks or sources.default_names(self.model, self.datasets))
+        defaults = tasks.default_names(models.default_tasks(self.model), self.datasets)
+        self.benchmarks = tasks.check_names(self.benchmarks or defaults)
         repeated = sorted({b for b in self.benchmarks if self.benchmarks.count(b) > 1})
         if repeated:
             raise EraseError(f"--benchmarks names {', '.join(repeated)} more than once")
@@ -179,40 +168,9 @@ def _in_range(option: str, value: int, lo: int, hi: int) -> None:
         raise EraseError(f"{option} must be a whole number in {lo}..{hi:,}, got {value}")
 
 
-def stage2_layers(family: str, depth: int) -> tuple[int, int]:
-    """The paper's layers, 0-based: early 2nd (4th for Qwen3-VL's deep-stack), late at 60% of depth."""
-    early = 3 if family == "qwen3_vl" else 1
-    late = max(early + 1, math.floor(0.6 * depth))
-    return min(early, depth - 1), min(late, depth - 1)
-
-
 def template_profile(loaded: Any, config: CalibrationConfig) -> Profile:
-    adapter = adapter_for(loaded.model)
-    if adapter is None:
-        raise EraseError(f"ERASE has no adapter for {type(loaded.model).__name__}")
-    early, late = stage2_layers(adapter.family, adapter.num_layers())
-    levels = config.levels
-    return Profile(
-        name=profile_name(config.model),
-        profile_version=1,
-        model=ModelInfo(
-            id=config.model,
-            revision=loaded.revision,
-            fingerprint=Fingerprint(adapter.family, adapter.pixels_per_token(), adapter.num_layers(), adapter.hidden_size()),
-        ),
-        image_processing=ImageProcessing(loaded.min_pixels, loaded.max_pixels),
-        stage1=Stage1(
-            thresholds=tuple(math.log(256) * (levels - 1 - i) / levels for i in range(levels - 1)),
-            keep_ratios=(1.0,) * levels,
-        ),
-        stage2=Stage2(
-            early_layer=early,
-            late_layer=late,
-            early_levels=tuple(range(levels // 2 + 1, levels + 1)),
-            final_keep_ratio=config.final_keep_ratio,
-        ),
-        calibration=Calibration(source="calibrated", toolkit_version=__version__, date="1970-01-01"),
-    )
+    """The profile the study starts from: the model's, with --levels and --final-keep-ratio."""
+    return models.for_loaded(loaded, levels=config.levels, final_keep_ratio=config.final_keep_ratio)
 
 
 @dataclass
@@ -239,15 +197,15 @@ def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str]
     study = None
     try:
         # the model's config, the data, then the model: each can refuse the run, none writes anything
-        load_config(config.model, config.revision)
+        models.identify(config.model, config.revision)
         limit = config.per_benchmark * config.pool_factor
         own = {ds.name: (own_data.load_items(ds, limit=limit, seed=config.seed), ds.spec()) for ds in config.own}
         pools = {
-            name: (sources.item_pool(name, data_dir=config.data_dir, limit=limit, seed=config.seed), name)
+            name: (tasks.item_pool(name, data_dir=config.data_dir, limit=limit, seed=config.seed), name)
             for name in config.benchmarks
         }
         pools.update(own)  # the registry's benchmarks first, then the user's datasets
-        loaded = load_model(
+        loaded = models.load(
             config.model, device=config.device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
             revision=config.revision,
         )
@@ -259,7 +217,7 @@ def calibrate(config: CalibrationConfig, progress: Progress, say: Callable[[str]
         with FreshStart(config.storage, config.study_name, out) as fresh:
             items = _base_answers(config, loaded, pools, out, progress)
             runner = TrialRunner(
-                loaded, items, template, sources.score, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
+                loaded, items, template, tasks.score, alpha=config.alpha, max_new_tokens=config.max_new_tokens,
                 stage2_keep_ratio=config.stage2_keep_ratio, batch_size=config.batch, memo=Memo(),
             )
             try:
@@ -311,7 +269,7 @@ def _base_answers(
         cache = AnswerCache(out / "base-answers", key, name)
         with progress.task(f"base answers  {name}", total=len(pool)) as tick:
             got = collect_correct(
-                loaded, name, pool, config.per_benchmark, cache, sources.score, config.max_new_tokens,
+                loaded, name, pool, config.per_benchmark, cache, tasks.score, config.max_new_tokens,
                 on_item=lambda ok: tick(), batch_size=config.batch,
             )
         tried += min(len(pool), _answered(pool, got, config.per_benchmark))

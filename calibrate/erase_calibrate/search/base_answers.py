@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 from erase import EraseError
 from erase.fileio import atomic_write
 
-from ..answering import Answer, greedy_answers, item_inputs
+from ..tasks.answering import Answer, greedy_answers, item_inputs
 
 CORRECT = 0.5  # a score at or above this counts as answered correctly (binary metrics give 0 or 1)
 CACHE_FORMAT = 1  # part of the key: a change of what an entry means starts a new cache

@@ -25,7 +25,7 @@ from erase.limits import load_plain_yaml, read_profile_text
 from erase.matching import describe, mismatches
 from erase.registry import looks_like_path, profile_files
 
-from ..model_identity import ModelIdentity, identify
+from ..models import ModelIdentity, identify
 
 EXIT_CURRENT = 0
 EXIT_STALE = 3

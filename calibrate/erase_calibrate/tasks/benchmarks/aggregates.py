@@ -3,7 +3,7 @@
 The per-item scorers (`Benchmark.score`) give one number per question; this
 module turns a benchmark's item results into the one number it reports:
 
-    from erase_calibrate.benchmarks.aggregates import ItemResult, aggregate
+    from erase_calibrate.tasks.benchmarks.aggregates import ItemResult, aggregate
 
     results = [ItemResult.from_item(item, bench.score(item, answer)) for item, answer in ...]
     accuracy = aggregate("mmbench", results)        # a fraction in [0, 1]

@@ -19,11 +19,6 @@ from ..plotting import Series, scatter_png
 _VERSION = re.compile(r"^(?P<name>.+?)(?:\.v(?P<v>\d+))?\.ya?ml$")
 
 
-def profile_name(model_id: str) -> str:
-    base = model_id.rstrip("/").split("/")[-1].lower()
-    return re.sub(r"[^a-z0-9.\-]+", "-", base).strip("-") or "model"
-
-
 def next_version(out_dir: Path, name: str) -> int:
     versions = [0]
     if out_dir.is_dir():

@@ -41,7 +41,7 @@ from erase import EraseError, stage1
 from erase.adapters import adapter_for
 from erase.profile import Profile, Stage1
 
-from ..answering import greedy_answers, item_inputs, reproduce_batch
+from ..tasks.answering import greedy_answers, item_inputs, reproduce_batch
 from .base_answers import CORRECT, CalibrationItem
 from .features import ItemFeatures
 from .memo import Memo

@@ -34,6 +34,9 @@ Item ``i`` of a split depends only on ``(seed, split, i)``: the same call gives
 the same items on every run, and the ``train``, ``test`` and ``calibration``
 splits never share an item. Text is drawn with Pillow's bundled font, so the
 result does not depend on the fonts a machine has installed.
+
+Registered as the item source `demo`: `tasks.item_pool("demo", data_dir=None, limit=72, seed=0)`
+is the calibration split, scored by `score`.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..benchmarks.items import Item
+from ..items import Item
+from ..registry import TaskSource, register
 
 __all__ = [
     "BACKGROUNDS",
@@ -466,3 +470,10 @@ def items_by(items: Iterable[Item], key: str) -> dict[str, list[Item]]:
     for item in items:
         out.setdefault(str(item.metadata[key]), []).append(item)
     return out
+
+
+def _load(*, data_dir: str | None = None, limit: int | None = None, seed: int = 0) -> list[Item]:
+    return calibration_items(72 if limit is None else limit, seed=seed)  # generated: data_dir does not apply
+
+
+SOURCE = register(TaskSource(BENCHMARK, "demo tasks", _load, score, evaluation=False))

@@ -11,7 +11,7 @@ from PIL import Image
 from erase import EraseError, ImageError
 from erase.limits import open_regular
 
-from .items import Item
+from ..items import Item
 from .options import letters_for, parse_options
 from .registry import Benchmark
 
