@@ -115,14 +115,13 @@ def test_device_paths_equal_the_old_numpy_path(family, rounding, monkeypatch):
             gray = pixels.gray_levels(values, mean=mean, std=std, rounding=rounding, channel_dim=1)
             assert np.array_equal(gray.reshape(n * side, side).numpy(), stage1.grayscale(old, rounding)), name
             got = {"kernel": pixels.gray_image_entropy(gray.reshape(n * side, side), patch)}
-            tokens = gray.reshape(n * side // patch, patch, side // patch, patch).permute(0, 2, 1, 3).reshape(-1, patch * patch)
-            got["torch"] = pixels.token_entropy_torch(tokens).numpy().reshape(oracle.shape)
+            got["device"] = pixels._gray_image_entropy_on_device(gray.reshape(n * side, side), patch)
         else:
             old = old_unpatchify(values, grid, patch_size=patch, merge_size=2, temporal_patch_size=2, mean=mean, std=std)
             oracle = stage1.patch_entropy(stage1.grayscale(old, rounding), 2 * patch)
             kw = dict(merge_size=2, temporal_patch_size=2, mean=mean, std=std, rounding=rounding)
             got = {"kernel": pixels.token_entropy(values, grid, **kw)}
-            got["torch"] = pixels.token_entropy_torch(pixels.token_gray(values, **kw)).numpy().reshape(oracle.shape)
+            got["device"] = pixels._token_entropy_on_device(values, oracle.shape, **kw)  # what CUDA runs
             with monkeypatch.context() as mp:
                 mp.setenv("ERASE_NO_KERNEL", "1")
                 got["numpy"] = pixels.token_entropy(values, grid, **kw)
@@ -139,6 +138,7 @@ def test_torch_entropy_equals_the_kernel_bit_for_bit():
         tokens = torch.from_numpy(gray).reshape(6, n_side, 5, n_side).permute(0, 2, 1, 3).reshape(30, -1)
         assert np.array_equal(pixels.token_entropy_torch(tokens).numpy().reshape(6, 5), want)
         assert np.array_equal(pixels.gray_image_entropy(torch.from_numpy(gray), n_side), want)
+        assert np.array_equal(pixels._gray_image_entropy_on_device(torch.from_numpy(gray), n_side), want)
 
 
 def test_rows_of_other_statistics_are_read_back_and_garbage_is_refused(monkeypatch):
@@ -199,3 +199,21 @@ def test_kernel_rows_paths_agree_with_the_oracle(patch):
                 pixels.token_entropy(bad, (gh, gw), merge_size=2, temporal_patch_size=2, mean=mean, std=std)
     finally:
         kernel._set_gray_impl("auto" if previous != "generic" else "generic")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (never required by the suite)")
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl", "internvl"])
+def test_cuda_path_equals_the_cpu_path(family):
+    for _, image in images():
+        values, grid, patch, mean, std = processed(family, image)
+        if family == "internvl":
+            n, _, side, _ = values.shape
+            gray = pixels.gray_levels(values.cuda(), mean=mean, std=std, channel_dim=1)
+            assert gray.is_cuda
+            got = pixels.gray_image_entropy(gray.reshape(n * side, side), patch)
+            want = pixels.gray_image_entropy(pixels.gray_levels(values, mean=mean, std=std, channel_dim=1).reshape(n * side, side), patch)
+        else:
+            kw = dict(merge_size=2, temporal_patch_size=2, mean=mean, std=std)
+            got = pixels.token_entropy(values.cuda(), grid, **kw)
+            want = pixels.token_entropy(values, grid, **kw)
+        assert np.array_equal(got, want)

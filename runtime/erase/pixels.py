@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -313,13 +314,19 @@ def token_entropy(
         raise EraseError(f"pixel_values hold {rows.shape[0]} rows for an image of {gh}x{gw} patches")
     if rows.device.type == "cpu" and _exact_dtype(rows) and stage1.kernel_available() and rows.shape[1] % (3 * temporal_patch_size) == 0:
         return _token_entropy_kernel(rows, shape, unit, temporal_patch_size, mean, std, rounding, rescale_factor)
-    gray = token_gray(rows, merge_size=m, temporal_patch_size=temporal_patch_size, mean=mean, std=std,
-                      rounding=rounding, rescale_factor=rescale_factor)
-    if gray.device.type == "cpu":  # no kernel built: numpy's histograms on the same pixels
-        n = gray.shape[1]
-        side = math.isqrt(n)
-        return stage1.patch_entropy(gray.numpy().reshape(-1, side), side).reshape(shape)
-    return token_entropy_torch(gray).cpu().numpy().reshape(shape)
+    kw = dict(merge_size=m, temporal_patch_size=temporal_patch_size, mean=mean, std=std, rounding=rounding,
+              rescale_factor=rescale_factor)
+    if rows.device.type != "cpu":
+        return _token_entropy_on_device(rows, shape, **kw)
+    gray = token_gray(rows, **kw)  # no kernel (or reduced precision): numpy's histograms on the same pixels
+    side = math.isqrt(gray.shape[1])
+    return stage1.patch_entropy(gray.numpy().reshape(-1, side), side).reshape(shape)
+
+
+def _token_entropy_on_device(rows: torch.Tensor, shape: tuple[int, int], **kw: Any) -> np.ndarray:
+    """What CUDA runs: gray and entropies on the rows' device, one float64 per token to the host.
+    (Nothing in it is CUDA-specific, so the tests run it on CPU tensors.)"""
+    return token_entropy_torch(token_gray(rows, **kw)).cpu().numpy().reshape(shape)
 
 
 def _token_entropy_kernel(rows, shape, unit, temporal, mean, std, rounding, rescale_factor) -> np.ndarray:
@@ -345,9 +352,14 @@ def gray_image_entropy(gray: torch.Tensor, token_px: int) -> np.ndarray:
     On CPU the C kernel (or numpy) scores it; elsewhere each patch's pixels are
     gathered on the device and `token_entropy_torch` scores them there.
     """
-    h, w = gray.shape
     if gray.device.type == "cpu":
         return stage1.patch_entropy_rgb(gray.numpy(), token_px)
+    return _gray_image_entropy_on_device(gray, token_px)
+
+
+def _gray_image_entropy_on_device(gray: torch.Tensor, token_px: int) -> np.ndarray:
+    """What CUDA runs for a gray image (tested on CPU tensors)."""
+    h, w = gray.shape
     rows, cols = h // token_px, w // token_px
     tokens = gray.reshape(rows, token_px, cols, token_px).permute(0, 2, 1, 3).reshape(rows * cols, -1)
     return token_entropy_torch(tokens).cpu().numpy().reshape(rows, cols)
