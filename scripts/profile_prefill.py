@@ -7,9 +7,9 @@ Each method: one warm-up generate(max_new_tokens=1) (ViT + prefill only), then
 `--repeats` timed ones; the median of each timer is printed. Timers wrap the
 runtime's functions from outside (nothing in `erase` is edited):
 
-- ERASE Stage 1 (the entry pre-hook, `Engine._prefill`): pixel recovery from
-  pixel_values (`unpatchify`), grayscale, patch entropy, level + top-k
-  (`stage1.select`); the rest of it is embedding, feature scatter, M-RoPE
+- ERASE Stage 1 (the entry pre-hook, `Engine._prefill`): patch entropy straight
+  from pixel_values (`erase.pixels.token_entropy`: the C kernel on CPU), level +
+  top-k (`stage1.select`); the rest of it is embedding, feature scatter, M-RoPE
   positions and the repack;
 - ERASE Stage 2 (`Engine._layer_post` at layer k): rotated queries, keys
   (`repeat_kv`), scores (`erase.decoder`, `erase.stage2`), KV eviction
@@ -74,6 +74,7 @@ def patched():
     """Wrap the runtime's functions with timers; undo on exit."""
     targets = [
         (qa, "unpatchify", "S1 pixels from pixel_values (unpatchify)"),
+        (qa, "token_entropy", "S1 patch entropy from pixel_values (token_entropy)"),
         (qa, "grayscale", "S1 grayscale"),
         (s1, "patch_entropy", "S1 patch entropy"),
         (s1, "patch_entropy_rgb", "S1 patch entropy"),
@@ -199,6 +200,7 @@ def main() -> None:
                 print(f"  {'ViT: attention recomputed for ranking':48s} {med['ViT: attention recomputed for ranking'] * 1e3:9.1f} ms  (in the ViT's time)")
             order = ["prefill forward", "LLM attention modules (proj + rotary + SDPA)", "LLM SDPA", "LLM MLP modules",
                      "S1 entry hook total", "S1 pixels from pixel_values (unpatchify)", "S1 grayscale", "S1 patch entropy",
+                     "S1 patch entropy from pixel_values (token_entropy)",
                      "S1 level + top-k", "S1 attention per token", "S1 AdaVTP greedy (with erank)", "S1 AdaVTP erank",
                      "S1 Polymorphic density peaks", "S1 cluster means into centres", "S2 layer post-hook total",
                      "S2 Polymorphic total", "S2 Polymorphic raters + density peaks", "S2 rotated queries", "S2 keys (repeat_kv)",
@@ -207,6 +209,14 @@ def main() -> None:
             for k in order:
                 if k in med and k != "prefill forward":
                     print(f"  {k:48s} {med[k] * 1e3:9.1f} ms  {med[k] / pf:6.1%} of prefill")
+            if "S1 entry hook total" in med:
+                parts = sum(med.get(k, 0.0) for k in ("S1 pixels from pixel_values (unpatchify)", "S1 patch entropy",
+                                                       "S1 patch entropy from pixel_values (token_entropy)",
+                                                       "S1 level + top-k", "S1 attention per token",
+                                                       "S1 AdaVTP greedy (with erank)", "S1 Polymorphic density peaks",
+                                                       "S1 cluster means into centres"))
+                other = med["S1 entry hook total"] - parts
+                print(f"  {'S1 entry hook: embeddings, scatter, positions, repack':48s} {other * 1e3:9.1f} ms  {other / pf:6.1%} of prefill")
             named = sum(med.get(k, 0.0) for k in ("LLM attention modules (proj + rotary + SDPA)", "LLM MLP modules",
                                                    "S1 entry hook total", "S2 layer post-hook total", "later-layer pre-hooks"))
             print(f"  {'rest (norms, embeddings, LM head, masks, glue)':48s} {(pf - named) * 1e3:9.1f} ms  {(pf - named) / pf:6.1%} of prefill")

@@ -139,6 +139,7 @@ def test_strategies_without_entropy_never_compute_it(tiny, monkeypatch, name):
 
     monkeypatch.setattr(stage1, "patch_entropy_rgb", boom)
     monkeypatch.setattr(erase.adapters.qwen2_5_vl, "unpatchify", boom)
+    monkeypatch.setattr(erase.adapters.qwen2_5_vl, "token_entropy", boom)
     with erase.apply(model, tiny_profile(model), strategy=name) as handle:
         run(processor, model, make_image(224, 224, 1))
         st = handle.stats[0][0]

@@ -18,6 +18,13 @@
  * equal values in flat regions do not serialise on one counter) and turned into
  * an entropy immediately. The GIL is released while the loop runs.
  *
+ * `patch_entropy_rows` reads Qwen-style normalised float32 `pixel_values` rows
+ * instead of an image: it de-normalises each value (v * scale + shift), rounds it
+ * to the 8-bit pixel the processor started from, converts to gray and histograms
+ * each token's rows (a token's pixels are consecutive rows), in one pass and with
+ * no image ever built. It counts the values that are not within `tol` of an 8-bit
+ * integer, so the caller can tell whether (scale, shift) were the processor's.
+ *
  * Plain CPython C API and the buffer protocol only; no numpy headers.
  */
 
@@ -184,6 +191,173 @@ static void run_kernel(const uint8_t *src, Py_ssize_t height, Py_ssize_t width, 
     }
 }
 
+
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+#define HAVE_SSE2_ROWS 1
+#endif
+
+/*
+ * One normalised row's first temporal frame -> gray levels: v = x * scale + shift per channel, rounded
+ * to the nearest of 0..255 (NaN -> 0); counts values farther than tol from the integer they rounded to.
+ * floor(s / 1000) is exact in float32 for s < 2^24 (the quotient is at least 0.001 below the next
+ * integer, far above its rounding error). SSE2 (every x86-64) does 4 values a step, the same
+ * operations in the same order as the scalar loop, which does the rest and other machines.
+ */
+static Py_ssize_t gray_of_row(const float *restrict row, Py_ssize_t plane, Py_ssize_t cstride,
+                              const float *restrict scale, const float *restrict shift, float bias, float tol,
+                              uint8_t *restrict dst)
+{
+    const float *restrict x[3] = {row, row + cstride, row + 2 * cstride};
+    const float w[3] = {299.0f, 587.0f, 114.0f};
+    Py_ssize_t i = 0, bad = 0;
+#ifdef HAVE_SSE2_ROWS
+    const __m128 zero = _mm_setzero_ps(), half = _mm_set1_ps(0.5f);
+    const __m128 vtol = _mm_set1_ps(tol), absmask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    const __m128 vbias = _mm_set1_ps(bias), thousand = _mm_set1_ps(1000.0f);
+    __m128 vs[3], vh[3], vw[3];
+    for (int c = 0; c < 3; c++) {
+        vs[c] = _mm_set1_ps(scale[c]);
+        vh[c] = _mm_set1_ps(shift[c]);
+        vw[c] = _mm_set1_ps(w[c]);
+    }
+    __m128i okcount = _mm_setzero_si128(); /* per lane: values that inverted within tol */
+    Py_ssize_t simd = 0;
+    for (; i + 4 <= plane; i += 4) {
+        __m128 sum = zero;
+        for (int c = 0; c < 3; c++) {
+            /* no clamp: a value that needs one is farther than tol from 0..255 and fails the check, and
+               then the caller discards the gray; cvttps2dq is defined for every input */
+            __m128 v = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(x[c] + i), vs[c]), vh[c]);
+            __m128 q = _mm_cvtepi32_ps(_mm_cvttps_epi32(_mm_add_ps(v, half)));
+            __m128 ok = _mm_cmple_ps(_mm_and_ps(_mm_sub_ps(v, q), absmask), vtol); /* false for NaN */
+            okcount = _mm_sub_epi32(okcount, _mm_castps_si128(ok));           /* all-ones lane = -1 */
+            sum = c == 0 ? _mm_mul_ps(vw[0], q) : _mm_add_ps(sum, _mm_mul_ps(vw[c], q));
+        }
+        __m128i g = _mm_cvttps_epi32(_mm_div_ps(_mm_add_ps(sum, vbias), thousand));
+        g = _mm_packus_epi16(_mm_packs_epi32(g, g), g);
+        int32_t four = _mm_cvtsi128_si32(g);
+        memcpy(dst + i, &four, 4);
+        simd += 12;
+    }
+    int32_t lanes[4];
+    _mm_storeu_si128((__m128i *)lanes, okcount);
+    bad += simd - ((Py_ssize_t)lanes[0] + lanes[1] + lanes[2] + lanes[3]);
+#endif
+    for (; i < plane; i++) {
+        float sum = 0.0f;
+        for (int c = 0; c < 3; c++) {
+            float v = x[c][i] * scale[c] + shift[c];
+            float clamped = v > 0.0f ? (v < 255.0f ? v : 255.0f) : 0.0f; /* NaN -> 0 */
+            float q = (float)(int32_t)(clamped + 0.5f);
+            bad += !(fabsf(v - q) <= tol);
+            sum = c == 0 ? w[0] * q : sum + w[c] * q;
+        }
+        dst[i] = (uint8_t)(int32_t)((sum + bias) / 1000.0f);
+    }
+    return bad;
+}
+
+#ifdef HAVE_AVX2_PATH
+/* gray_of_row, 32 values a step in AVX2 (same operations and order); the SSE2/scalar one does the rest. */
+__attribute__((target("avx2"))) static Py_ssize_t gray_of_row_avx2(const float *restrict row, Py_ssize_t plane,
+                                                                   Py_ssize_t cstride, const float *restrict scale,
+                                                                   const float *restrict shift, float bias, float tol,
+                                                                   uint8_t *restrict dst)
+{
+    const float *restrict x[3] = {row, row + cstride, row + 2 * cstride};
+    const float w[3] = {299.0f, 587.0f, 114.0f};
+    const __m256 zero = _mm256_setzero_ps(), half = _mm256_set1_ps(0.5f);
+    const __m256 vtol = _mm256_set1_ps(tol), absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 vbias = _mm256_set1_ps(bias), thousand = _mm256_set1_ps(1000.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); /* undo the per-lane packs */
+    __m256 vs[3], vh[3], vw[3];
+    for (int c = 0; c < 3; c++) {
+        vs[c] = _mm256_set1_ps(scale[c]);
+        vh[c] = _mm256_set1_ps(shift[c]);
+        vw[c] = _mm256_set1_ps(w[c]);
+    }
+    __m256i okcount = _mm256_setzero_si256();
+    Py_ssize_t i = 0, simd = 0;
+    for (; i + 32 <= plane; i += 32) {
+        __m256i g[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 sum = zero;
+            for (int c = 0; c < 3; c++) {
+                __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x[c] + i + 8 * k), vs[c]), vh[c]);
+                __m256 q = _mm256_cvtepi32_ps(_mm256_cvttps_epi32(_mm256_add_ps(v, half))); /* no clamp: see above */
+                __m256 ok = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, q), absmask), vtol, _CMP_LE_OQ);
+                okcount = _mm256_sub_epi32(okcount, _mm256_castps_si256(ok));
+                sum = c == 0 ? _mm256_mul_ps(vw[0], q) : _mm256_add_ps(sum, _mm256_mul_ps(vw[c], q));
+            }
+            g[k] = _mm256_cvttps_epi32(_mm256_div_ps(_mm256_add_ps(sum, vbias), thousand));
+        }
+        __m256i packed = _mm256_packus_epi16(_mm256_packs_epi32(g[0], g[1]), _mm256_packs_epi32(g[2], g[3]));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_permutevar8x32_epi32(packed, order));
+        simd += 96;
+    }
+    int32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, okcount);
+    Py_ssize_t ok = 0;
+    for (int k = 0; k < 8; k++) {
+        ok += lanes[k];
+    }
+    float s3[3] = {shift[0], shift[1], shift[2]};
+    return (simd - ok) +
+           (i < plane ? gray_of_row(row + i, plane - i, cstride, scale, s3, bias, tol, dst + i) : 0);
+}
+#endif
+
+typedef Py_ssize_t (*gray_rows_fn)(const float *restrict, Py_ssize_t, Py_ssize_t, const float *restrict,
+                                   const float *restrict, float, float, uint8_t *restrict);
+
+static gray_rows_fn gray_rows_impl = gray_of_row; /* chosen with gray_row_impl */
+
+static gray_rows_fn pick_gray_rows(void)
+{
+#ifdef HAVE_AVX2_PATH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) {
+        return gray_of_row_avx2;
+    }
+#endif
+    return gray_of_row;
+}
+
+static void histogram_linear(const uint8_t *restrict gray, Py_ssize_t n, uint32_t *restrict hist)
+{
+    uint32_t *h0 = hist, *h1 = hist + 256, *h2 = hist + 512, *h3 = hist + 768;
+    Py_ssize_t x = 0;
+    for (; x + 4 <= n; x += 4) {
+        h0[gray[x]]++;
+        h1[gray[x + 1]]++;
+        h2[gray[x + 2]]++;
+        h3[gray[x + 3]]++;
+    }
+    for (; x < n; x++) {
+        h0[gray[x]]++;
+    }
+}
+
+static Py_ssize_t run_rows_kernel(const float *rows, Py_ssize_t tokens, Py_ssize_t units, Py_ssize_t row_len,
+                                  Py_ssize_t cstride, Py_ssize_t plane, const float *scale, const float *shift,
+                                  float bias, float tol, double *out, const double *table, uint8_t *graybuf,
+                                  uint32_t *hist)
+{
+    const Py_ssize_t n = units * plane;
+    const double log_n = log((double)n);
+    Py_ssize_t bad = 0;
+    for (Py_ssize_t t = 0; t < tokens; t++) {
+        for (Py_ssize_t u = 0; u < units; u++) {
+            bad += gray_rows_impl(rows + (t * units + u) * row_len, plane, cstride, scale, shift, bias, tol,
+                                  graybuf + u * plane);
+        }
+        histogram_linear(graybuf, n, hist);
+        out[t] = entropy_of(hist, table, log_n, (double)n);
+    }
+    return bad;
+}
+
 /* Is `format` (a struct-module item format) a single native item of type `code` ('B' or 'd')? */
 static int format_is(const char *format, char code)
 {
@@ -193,7 +367,7 @@ static int format_is(const char *format, char code)
     char order = format[0];
     if (order == '@' || order == '=' || order == '<' || order == '>' || order == '!' || order == '|') {
         format++;
-        if (code == 'd') { /* byte order matters for doubles */
+        if (code != 'B') { /* byte order matters for floats */
 #if PY_LITTLE_ENDIAN
             if (order == '>' || order == '!') {
                 return 0;
@@ -210,7 +384,7 @@ static int format_is(const char *format, char code)
 
 static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *name, char code)
 {
-    const char *type = code == 'B' ? "uint8" : "float64";
+    const char *type = code == 'B' ? "uint8" : (code == 'f' ? "float32" : "float64");
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0) {
         PyErr_Clear();
@@ -218,7 +392,8 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *
                      writable ? " writable" : "", type, Py_TYPE(obj)->tp_name);
         return -1;
     }
-    if (!format_is(view->format, code) || view->itemsize != (code == 'B' ? 1 : (Py_ssize_t)sizeof(double))) {
+    Py_ssize_t size = code == 'B' ? 1 : (code == 'f' ? (Py_ssize_t)sizeof(float) : (Py_ssize_t)sizeof(double));
+    if (!format_is(view->format, code) || view->itemsize != size) {
         PyErr_Format(PyExc_ValueError, "%s must hold native %s items, got format '%s'", name, type,
                      view->format ? view->format : "B");
         PyBuffer_Release(view);
@@ -351,6 +526,98 @@ done:
     return result;
 }
 
+
+PyDoc_STRVAR(patch_entropy_rows_doc,
+             "patch_entropy_rows(rows, tokens, units, row_len, cstride, plane, scale, shift, out, table, bias=0, tol=0.05)\n"
+             "--\n\n"
+             "Entropy (nats, 256 bins) of every token's pixels, read from normalised Qwen-style rows.\n\n"
+             "rows: C-contiguous float32 buffer of tokens*units rows of row_len values; token t owns rows\n"
+             "t*units .. t*units+units-1. In a row, channel c's first temporal frame is the `plane` values at\n"
+             "c*cstride (3 channels). Each value becomes the 8-bit pixel round(v * scale[c] + shift[c]) clamped\n"
+             "to 0..255; gray is (299 R + 587 G + 114 B + bias) // 1000. out: writable float64 buffer of\n"
+             "`tokens` items. table: float64 c*ln(c) for c = 0..units*plane. Returns how many values were\n"
+             "farther than tol from their 8-bit pixel (0 when scale and shift invert the processor exactly).");
+
+static PyObject *patch_entropy_rows(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"rows", "tokens", "units", "row_len", "cstride", "plane", "scale", "shift",
+                             "out", "table", "bias", "tol", NULL};
+    PyObject *rows_obj, *out_obj, *table_obj;
+    Py_ssize_t tokens, units, row_len, cstride, plane, bias = 0;
+    float scale[3], shift[3], tol = 0.05f;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Onnnnn(fff)(fff)OO|nf:patch_entropy_rows", kwlist, &rows_obj,
+                                     &tokens, &units, &row_len, &cstride, &plane, &scale[0], &scale[1], &scale[2],
+                                     &shift[0], &shift[1], &shift[2], &out_obj, &table_obj, &bias, &tol)) {
+        return NULL;
+    }
+    if (bias != 0 && bias != 500) {
+        PyErr_Format(PyExc_ValueError, "bias must be 0 (floor) or 500 (round), got %zd", bias);
+        return NULL;
+    }
+    if (tokens <= 0 || units <= 0 || plane <= 0 || cstride < plane || row_len < 2 * cstride + plane) {
+        PyErr_SetString(PyExc_ValueError, "bad row layout (tokens, units, plane > 0; 3 channels of `plane` values "
+                                          "`cstride` apart must fit in row_len)");
+        return NULL;
+    }
+    if (units > 1048576 / plane || tokens > PY_SSIZE_T_MAX / units / row_len) {
+        PyErr_SetString(PyExc_ValueError, "token or row size too large");
+        return NULL;
+    }
+    const Py_ssize_t n = units * plane;
+    Py_buffer in, out, tab;
+    if (get_buffer(rows_obj, &in, 0, "rows", 'f') < 0) {
+        return NULL;
+    }
+    if (get_buffer(out_obj, &out, 1, "out", 'd') < 0) {
+        PyBuffer_Release(&in);
+        return NULL;
+    }
+    if (get_buffer(table_obj, &tab, 0, "table", 'd') < 0) {
+        PyBuffer_Release(&in);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    uint8_t *graybuf = NULL;
+    uint32_t *hist = NULL;
+    Py_ssize_t bad = 0;
+    if (in.len != tokens * units * row_len * (Py_ssize_t)sizeof(float)) {
+        PyErr_Format(PyExc_ValueError, "rows holds %zd float32 items, expected tokens*units*row_len = %zd",
+                     in.len / (Py_ssize_t)sizeof(float), tokens * units * row_len);
+        goto done;
+    }
+    if (out.len != tokens * (Py_ssize_t)sizeof(double)) {
+        PyErr_Format(PyExc_ValueError, "out holds %zd float64 items, expected tokens = %zd",
+                     out.len / (Py_ssize_t)sizeof(double), tokens);
+        goto done;
+    }
+    if (tab.len < (n + 1) * (Py_ssize_t)sizeof(double)) {
+        PyErr_Format(PyExc_ValueError, "table holds %zd float64 items, expected at least units*plane + 1 = %zd",
+                     tab.len / (Py_ssize_t)sizeof(double), n + 1);
+        goto done;
+    }
+    graybuf = PyMem_Malloc((size_t)n);
+    hist = PyMem_Calloc(256 * NSUB, sizeof(uint32_t));
+    if (!graybuf || !hist) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    bad = run_rows_kernel((const float *)in.buf, tokens, units, row_len, cstride, plane, scale, shift, (float)bias,
+                          tol, (double *)out.buf, (const double *)tab.buf, graybuf, hist);
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromSsize_t(bad);
+
+done:
+    PyMem_Free(hist);
+    PyMem_Free(graybuf);
+    PyBuffer_Release(&tab);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&in);
+    return result;
+}
+
 static PyObject *set_gray_impl(PyObject *self, PyObject *arg)
 {
     (void)self;
@@ -361,9 +628,11 @@ static PyObject *set_gray_impl(PyObject *self, PyObject *arg)
     const char *previous = gray_row_impl == gray_row_generic ? "generic" : "avx2";
     if (strcmp(name, "generic") == 0) {
         gray_row_impl = gray_row_generic;
+        gray_rows_impl = gray_of_row;
     }
     else if (strcmp(name, "auto") == 0) {
         gray_row_impl = pick_gray_row();
+        gray_rows_impl = pick_gray_rows();
     }
     else {
         PyErr_Format(PyExc_ValueError, "gray implementation must be 'generic' or 'auto', got '%s'", name);
@@ -377,6 +646,8 @@ static PyMethodDef methods[] = {
      "_set_gray_impl(name) -> previous name: 'generic' forces the portable gray loop, 'auto' picks the fastest "
      "(for tests; not thread-safe)."},
     {"patch_entropy", (PyCFunction)(void (*)(void))patch_entropy, METH_VARARGS | METH_KEYWORDS, patch_entropy_doc},
+    {"patch_entropy_rows", (PyCFunction)(void (*)(void))patch_entropy_rows, METH_VARARGS | METH_KEYWORDS,
+     patch_entropy_rows_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -391,5 +662,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__entropy_kernel(void)
 {
     gray_row_impl = pick_gray_row();
+    gray_rows_impl = pick_gray_rows();
     return PyModule_Create(&module);
 }

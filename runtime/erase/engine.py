@@ -178,8 +178,9 @@ class Engine:
         self._attention = attention
 
     def _vision_pre(self, module, args, kwargs):
-        pixels, grids = self.adapter.images_from_vision(self._vision)
-        self._early = [self._stage1(px, grid, g) for g, (px, grid) in enumerate(zip(pixels, grids))]
+        _, grids = self.adapter.images_from_vision(self._vision, with_pixels=False)
+        entropies = self._entropies(self._vision) if self.strategy.needs_entropy else [None] * len(grids)
+        self._early = [self._stage1(pe, grid, g) for g, (pe, grid) in enumerate(zip(entropies, grids))]
         return self.adapter.prune_vision_input(args, kwargs, [r.keep_indices for r in self._early])
 
     def _vision_post(self, module, args, kwargs, output):
@@ -276,8 +277,8 @@ class Engine:
         stats: list[list[ImageStats]] = [[] for _ in range(bsz)]
         owner, budget, first_row = [], [], [0]
         layer_of_sample: dict[int, int] = {}
-        needs_pixels = self._early is None and self.strategy.needs_entropy
-        pixels = self.adapter.images_from_vision(inputs.vision)[0] if needs_pixels else None
+        needs_entropy = self._early is None and self.strategy.needs_entropy
+        entropies = self._entropies(inputs.vision) if needs_entropy else None
         attention = self._token_attention(inputs) if self.scorer.uses_attention else None
         merges: list[tuple[int, torch.Tensor, int, Merge]] = []  # (sample, slots, first feature row, merge)
         g = 0
@@ -287,7 +288,7 @@ class Engine:
                     result = self._early[g]
                 else:
                     result = self._stage1(
-                        None if pixels is None else pixels[g],
+                        None if entropies is None else entropies[g],
                         inputs.image_grid[g],
                         g,
                         features=inputs.inputs_embeds[b, slots] if self.scorer.uses_features else None,
@@ -389,9 +390,13 @@ class Engine:
             stacklevel=2,
         )
 
+    def _entropies(self, vision: dict[str, Any]) -> list[np.ndarray]:
+        """Each image's patch entropies, read from the vision input where it lives."""
+        return self.adapter.patch_entropies(vision, self.profile.stage1.entropy.grayscale_rounding)
+
     def _stage1(
         self,
-        pixels: Any,
+        entropy: np.ndarray | None,
         grid: tuple[int, int],
         image_no: int,
         features: torch.Tensor | None = None,
@@ -401,8 +406,8 @@ class Engine:
         st = self.strategy
         total = grid[0] * grid[1]
         if st.needs_entropy:
-            rounding = self.profile.stage1.entropy.grayscale_rounding
-            entropy = stage1.patch_entropy_rgb(pixels, pixels.shape[0] // grid[0], rounding)
+            if entropy is None or entropy.shape != tuple(grid):
+                raise EraseError(f"Stage 1 scored {None if entropy is None else entropy.shape} patches for a {grid} token grid")
             result = stage1.select(entropy, self.profile, self.final_keep_ratio)
         else:
             everything = np.arange(total, dtype=np.int64)

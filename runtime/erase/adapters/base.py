@@ -95,6 +95,16 @@ class Adapter(ABC):
     ) -> tuple[list[Any], list[tuple[int, int]]]:
         """Per image: resized pixels (HxWx3 or HxW uint8; None without `with_pixels`), and the LLM token grid."""
 
+    def patch_entropies(self, vision: dict[str, Any], rounding: str) -> list[np.ndarray]:
+        """Per image: Stage 1's patch entropies over its token grid (rows x cols, float64).
+
+        This default rebuilds each image; adapters override it to score `pixel_values` in place.
+        """
+        from .. import stage1
+
+        images, grids = self.images_from_vision(vision)
+        return [stage1.patch_entropy_rgb(px, px.shape[0] // g[0], rounding) for px, g in zip(images, grids)]
+
     def has_images(self, call: _hf.CallArgs) -> bool:
         return _hf.images_in(call) and not _hf.videos_in(call)
 

@@ -29,7 +29,7 @@ from torch import nn
 from .. import _hf
 from ..errors import EraseError
 from ..packing import Repack
-from ..pixels import IMAGENET_MEAN, IMAGENET_STD, tiles_to_uint8
+from ..pixels import IMAGENET_MEAN, IMAGENET_STD, gray_image_entropy, gray_levels, tiles_to_uint8
 from ..profile import Fingerprint
 from .base import PrefillInputs, register_adapter
 from .common import MultimodalAdapter, Restore, is_model_type, scatter_features, split_slots, wrap_image_features
@@ -153,6 +153,18 @@ class InternVLAdapter(MultimodalAdapter):
                 images.append(None)
             start += n
         return images, grids
+
+    def patch_entropies(self, vision: dict[str, Any], rounding: str) -> list[np.ndarray]:
+        """Per image: its tiles converted to gray on their device, stacked, and scored (the RGB never leaves)."""
+        pixel_values = vision["pixel_values"]
+        tiles = vision.get("tiles_per_image") or [int(pixel_values.shape[0])]
+        out, start = [], 0
+        for n in tiles:
+            gray = gray_levels(pixel_values[start : start + n], mean=self.image_mean, std=self.image_std,
+                               rounding=rounding, channel_dim=1)
+            out.append(gray_image_entropy(gray.reshape(n * self.tile_px, self.tile_px), self.token_px))
+            start += n
+        return out
 
     # ---- the vision encoder's attention (AdaVTP, Polymorphic): the [CLS] token's
     def watch_vision_attention(self, callback: Callable[[torch.Tensor], None]) -> Any:

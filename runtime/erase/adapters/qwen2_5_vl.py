@@ -17,7 +17,7 @@ from .. import _hf
 from ..errors import EraseError
 from ..packing import Repack
 from ..pairwise import received_attention
-from ..pixels import CLIP_MEAN, CLIP_STD, unpatchify
+from ..pixels import CLIP_MEAN, CLIP_STD, token_entropy, unpatchify
 from ..profile import Fingerprint
 from .base import PrefillInputs, register_adapter
 from .common import MultimodalAdapter, Restore, is_model_type, scatter_features, split_slots, wrap_image_features
@@ -154,6 +154,20 @@ class Qwen25VLAdapter(MultimodalAdapter):
             )
             images.append(rgb)
         return images, grids
+
+    def patch_entropies(self, vision: dict[str, Any], rounding: str) -> list[np.ndarray]:
+        """Each image's patch entropies straight from its `pixel_values` rows (no image is rebuilt)."""
+        out, row = [], 0
+        for t, h, w in vision["image_grid_thw"].tolist():
+            rows = vision["pixel_values"][row : row + t * h * w]
+            row += t * h * w
+            out.append(
+                token_entropy(
+                    rows[: h * w], (h, w), merge_size=self.merge_size, temporal_patch_size=self.temporal_patch_size,
+                    mean=self.image_mean, std=self.image_std, rounding=rounding,
+                )
+            )
+        return out
 
     # ---- Stage 1 before the vision encoder (stage1_site="pixels")
     def kept_patch_rows(self, grid: torch.Tensor, keep: list[np.ndarray], device: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
