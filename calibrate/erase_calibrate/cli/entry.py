@@ -22,6 +22,7 @@ COMMANDS = {  # console script -> the module whose `main` runs it
     "erase-calibrate": "erase_calibrate.cli.calibrate_cmd",
     "erase-bench": "erase_calibrate.cli.bench_cmd",
     "erase-demo": "erase_calibrate.cli.demo_cmd",
+    "erase-eval": "erase_calibrate.cli.eval_cmd",
     "erase-inspect": "erase_calibrate.cli.inspect_cmd",
     "erase-profile": "erase_calibrate.cli.profile_cmd",
 }
@@ -72,6 +73,10 @@ def bench() -> None:
 
 def demo() -> None:
     _run("erase-demo")
+
+
+def eval() -> None:  # noqa: A001 - the console script's name
+    _run("erase-eval")
 
 
 def inspect() -> None:
