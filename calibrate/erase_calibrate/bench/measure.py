@@ -130,6 +130,17 @@ def _rss() -> int:
 # ---------------------------------------------------------------------------- one run
 
 
+def output_cache(output: Any) -> Any:
+    """A model output's cache: field `cache` from transformers 5.24, `past_key_values` before.
+
+    Read as a mapping key, not the attribute: 5.24's `past_key_values` property warns on every
+    first use (a deprecation line in the user's output)."""
+    for name in ("cache", "past_key_values"):
+        if isinstance(output, dict) and output.get(name) is not None:
+            return output[name]
+    return None
+
+
 def kv_bytes(cache: Any) -> int:
     """Keys + values of every layer of a transformers cache."""
     if cache is None:
@@ -179,7 +190,7 @@ class Probe:
         self.forward_ms.append(1e3 * (time.perf_counter() - self._t_fwd))
         if len(self.forward_ms) == 1:
             self.prefill_cpu_ms = 1e3 * (time.process_time() - self._c_fwd)
-            self.kv_after_prefill = kv_bytes(getattr(output, "past_key_values", None))
+            self.kv_after_prefill = kv_bytes(output_cache(output))
 
     def remove(self) -> None:
         for h in self._hooks:
