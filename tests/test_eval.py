@@ -12,6 +12,8 @@ import pytest
 
 from erase_calibrate.cli import eval_cmd
 from erase_calibrate.eval import sources
+from erase_calibrate.eval.run import ItemSet
+from erase_calibrate.tasks import Item
 
 METHODS = "base,erase,stage1,fastv,random,uniform,adavtp,polymorphic"
 LEVELS = (0.75, 0.85)
@@ -176,3 +178,42 @@ def test_help_names_every_method_and_the_outputs(capsys):
     out = capsys.readouterr().out
     for word in ("--methods", "--pruning", "--json", "--markdown", "--plot", "--limit", "adavtp", "polymorphic"):
         assert word in out
+
+
+# --- what erase-eval takes from the registries (no model runs) ---------------------------
+
+
+def _item(benchmark: str, item_id: str, answer: str, **metadata) -> Item:
+    return Item(benchmark=benchmark, id=item_id, question="q", prompt="q", references=(answer,), image_data=b"",
+                options={"A": "cat", "B": "dog"}, metadata=metadata)
+
+
+def test_totals_follow_the_fields_aggregates():
+    """MMBench by circular evaluation, MMStar as the mean of its per-l2_category means; the demo
+    tasks and a --dataset (no source) as the mean item score."""
+    mmb = [_item("mmbench", "5", "A"), _item("mmbench", "1000005", "B"), _item("mmbench", "7", "A")]
+    assert sources.aggregate("mmbench", mmb, ["A", "A", "A"]) == pytest.approx(0.5)  # 5's second copy is wrong
+    star = [_item("mmstar", "1", "A", l2_category="x"), _item("mmstar", "2", "A", l2_category="x"),
+            _item("mmstar", "3", "A", l2_category="x"), _item("mmstar", "4", "A", l2_category="y")]
+    assert sources.aggregate("mmstar", star, ["A", "B", "B", "A"]) == pytest.approx((1 / 3 + 1) / 2)
+    demo = [_item("demo", "a", "cat"), _item("demo", "b", "dog")]
+    assert sources.aggregate("demo", demo, ["cat", "cow"]) == pytest.approx(0.5)
+
+
+def test_the_demo_is_evaluated_on_its_held_out_split_from_its_registrations():
+    assert sources.default_benchmarks("demo") == ["demo"]
+    assert sources.default_benchmarks("Qwen/Qwen2.5-VL-7B-Instruct") == list(sources.TABLE1_BENCHMARKS)
+    assert sources.default_profile("demo", sources.identify("demo")) == "demo"
+    items = sources.benchmark_items("demo", limit=3, seed=0, data_dir=None)
+    assert [it.id for it in items] == ["test-0-0", "test-0-1", "test-0-2"]  # never the calibration split
+    sets = [ItemSet("demo", "k", items, "demo")]
+    refs, what = sources.reference_items(sets, seed=0, data_dir=None)
+    assert len(refs) == sources.REFERENCE_ITEMS and all(it.id.startswith("calibration-") for it in refs)
+    assert what == sources.reference_spec(sets, seed=0) and "calibration pool" in what
+
+
+def test_a_source_without_a_held_out_split_references_the_evaluated_images():
+    items = [_item("chartqa", str(i), "1") for i in range(3)]
+    sets = [ItemSet("chartqa", "k", items, "chartqa")]
+    refs, what = sources.reference_items(sets, seed=0, data_dir=None)
+    assert refs == items and "first 3 evaluated" in what

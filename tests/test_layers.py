@@ -1,9 +1,10 @@
 """The calibrator's imports run one way: cli -> {search, eval, bench, demo} -> {models, tasks} -> erase.
 
 Every module of calibrate/erase_calibrate is parsed (not imported), every import in it, at the
-top or inside a function, is an edge. The graph must have no cycle, no module may import a layer
-above its own or a sibling package of its own layer, and nothing may import the old names kept as
-thin re-exports. No module outside the demo's own registrations compares a value with "demo".
+top or inside a function, is an edge. The graph must have no cycle, and no module may import a layer
+above its own or a sibling package of its own layer. The old names (model_loading, answering,
+calibration, benchmarks) are gone and nothing imports them. No module outside the demo's own
+registrations compares a value with "demo".
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ LAYERS = {
     "search": 2, "eval": 2, "bench": 2, "demo": 2,
     "cli": 3,
 }
-# Old names, kept as re-exports until a parallel branch is rewired; nothing inside may use them.
-COMPAT = {"model_loading", "answering", "calibration", "benchmarks"}
+# Old names of the calibrator, replaced by models/ and tasks/: they must not come back.
+REMOVED = {"model_loading", "answering", "calibration", "benchmarks", "model_identity"}
+TREES = [ROOT.parents[1] / d for d in ("calibrate", "tests", "scripts")]
 DEMO_REGISTRATIONS = {f"{PACKAGE}.models.demo", f"{PACKAGE}.tasks.sources.demo"}
 
 
@@ -118,14 +120,6 @@ def violations(g: dict[str, set[str]]) -> list[str]:
             b = component(dst)
             if a == b:
                 continue
-            if b in COMPAT:
-                bad.append(f"{src} -> {dst}: an old name kept for compatibility only")
-                continue
-            if a in COMPAT:
-                if b in LAYERS and LAYERS[b] <= 1:
-                    continue
-                bad.append(f"{src} -> {dst}: a compatibility re-export reaching above models/tasks")
-                continue
             if a not in LAYERS or b not in LAYERS:
                 bad.append(f"{src} -> {dst}: {a or b!r} has no layer; add it to LAYERS")
             elif LAYERS[b] > LAYERS[a]:
@@ -144,7 +138,9 @@ def test_the_checker_finds_cycles_and_wrong_directions():
     assert violations({s: {m}, m: set()}) == []
     assert any("upward" in v for v in violations({m: {s}, s: set()}))
     assert any("sibling" in v for v in violations({m: {t}, t: set()}))
-    assert any("compatibility" in v for v in violations({s: {f"{PACKAGE}.model_loading"}}))
+    e = f"{PACKAGE}.eval.run"
+    assert any("sibling" in v for v in violations({e: {s}, s: set()}))  # eval sits beside search, bench, demo
+    assert any("upward" in v for v in violations({t: {e}, e: set()}))
 
 
 def test_the_parser_sees_relative_lazy_and_package_imports():
@@ -153,6 +149,7 @@ def test_the_parser_sees_relative_lazy_and_package_imports():
     assert f"{PACKAGE}.models" in run and f"{PACKAGE}.tasks" in run  # `from .. import models, tasks`
     assert f"{PACKAGE}.tasks.benchmarks.prompts" in g[f"{PACKAGE}.tasks.sources.chartqa"]  # a submodule by name
     assert f"{PACKAGE}.bench.measure" in g[f"{PACKAGE}.cli.demo_cmd"]  # imported inside a function
+    assert {f"{PACKAGE}.models", f"{PACKAGE}.tasks"} <= g[f"{PACKAGE}.eval.sources"]  # eval's one way to models and items
 
 
 def test_the_calibrator_has_no_import_cycle():
@@ -164,8 +161,35 @@ def test_imports_run_one_way():
 
 
 def test_every_component_has_a_layer():
-    unknown = {component(n) for n in modules()} - set(LAYERS) - COMPAT
+    unknown = {component(n) for n in modules()} - set(LAYERS)
     assert not unknown, f"packages without a layer: {sorted(unknown)}"
+    assert LAYERS["eval"] == LAYERS["search"] == LAYERS["bench"] == LAYERS["demo"] == 2
+
+
+def test_the_old_names_are_gone_and_nothing_imports_them():
+    assert not [n for n in REMOVED if (ROOT / n).is_dir() or (ROOT / f"{n}.py").exists()]
+    old = {f"{PACKAGE}.{n}" for n in REMOVED}
+    found = []
+    for tree in TREES:
+        for path in sorted(tree.rglob("*.py")):
+            if ".venv" in path.parts:
+                continue
+            in_package = ROOT in path.parents
+            name = module_name(path) if in_package else ""
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+                if isinstance(node, ast.Import):
+                    targets = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    target = node.module or ""
+                    if node.level and in_package:  # relative: resolve against the module's package
+                        base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                        target = ".".join(base[: len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+                    targets = [target, *(f"{target}.{a.name}" for a in node.names)]
+                else:
+                    continue
+                if any(t in old or any(t.startswith(o + ".") for o in old) for t in targets):
+                    found.append(f"{path}:{node.lineno}")
+    assert not found, f"imports of removed modules: {found}"
 
 
 @pytest.mark.parametrize("name", sorted(set(modules()) - DEMO_REGISTRATIONS))

@@ -45,15 +45,15 @@ def _progress(quiet: bool) -> Callable[..., Any]:
 @app.command()
 def evaluate(
     model: str = typer.Option(..., "--model", "-m", help="demo (the shipped trained model), a hub id or a local checkpoint folder."),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Profile name or YAML (default: demo for the demo, else 'auto': the one calibrated for the model)."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Profile name or YAML (default: the profile shipped for the model, e.g. demo for the demo, else 'auto': the one calibrated for the model)."),
     methods: str = typer.Option("base,erase,stage1,fastv,random,uniform,adavtp,polymorphic", "--methods", help="Comma-separated: base, erase, stage1, fastv, random, uniform, adavtp, polymorphic (base always runs)."),
     pruning: str = typer.Option("0.62,0.75,0.85,0.90", "--pruning", help="Comma-separated pruning levels in (0, 1): the share of each image's vision tokens removed by the end."),
-    benchmarks: Optional[str] = typer.Option(None, "--benchmarks", help="Comma-separated benchmarks (default: demo for the demo, else ocrbench,textvqa,chartqa,docvqa,infovqa,mathvista)."),
+    benchmarks: Optional[str] = typer.Option(None, "--benchmarks", help="Comma-separated benchmarks (default: the model's own tasks where it names them, e.g. demo for the demo, else ocrbench,textvqa,chartqa,docvqa,infovqa,mathvista)."),
     dataset: Optional[list[str]] = typer.Option(None, "--dataset", metavar="PATH_OR_HUB_ID", help="Evaluate your own data instead (repeatable): an imagefolder with metadata.jsonl, a save_to_disk folder or a hub id."),
     scorer: str = typer.Option("vqa", help="How --dataset answers are scored: exact, vqa, anls, relaxed or choice."),
     prompt_template: Optional[str] = typer.Option(None, help="Prompt for --dataset items ({question}, {choices}); default: the question."),
     data_dir: Optional[str] = typer.Option(None, help="Folder with local parquet files instead of the hub."),
-    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="Items per benchmark (seeded sample; default: all, 360 held-out items for the demo)."),
+    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="Items per benchmark (seeded sample; default: all, or a source's held-out split, 360 items for the demo)."),
     seed: int = typer.Option(0, help="Seed of the item sample (and of the demo's items)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every row (benchmark, method, pruning, pruning_achieved, items, accuracy, retained) as JSON."),
     markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="Write the table as markdown."),

@@ -114,11 +114,12 @@ def build(
     if profile is not None and profile != "auto":
         erase.load_profile(profile)  # a missing or broken profile: refused before the model is read
     identity = sources.identify(model, revision)
-    prof, notes = resolve_profile(profile or ("demo" if model == sources.DEMO else "auto"), identity, allow_transfer)
+    shipped = sources.default_profile(model, identity) if profile is None else None
+    prof, notes = resolve_profile(profile or shipped, identity, allow_transfer)
     if not names and not own:
         names = sources.default_benchmarks(model)
     item_sets = [
-        ItemSet(n, f"benchmark:{n}:{data_dir or 'hub'}:seed{seed}", sources.benchmark_items(n, limit=limit, seed=seed, data_dir=data_dir))
+        ItemSet(n, f"benchmark:{n}:{data_dir or 'hub'}:seed{seed}", sources.benchmark_items(n, limit=limit, seed=seed, data_dir=data_dir), n)
         for n in names
     ]
     item_sets += [ItemSet(ds.name, sources.dataset_spec(ds), sources.dataset_items(ds, limit=limit, seed=seed)) for ds in own]
@@ -134,8 +135,9 @@ def build(
         methods=method_list,
         pruning=levels,
         item_sets=item_sets,
+        data_dir=data_dir,
         profile=prof,
-        profile_source=profile or ("demo (shipped)" if model == sources.DEMO else "auto"),
+        profile_source=profile or (shipped if shipped == "auto" else f"{shipped} (shipped)"),
         cache_dir=cache_dir or default_cache_dir(),
         device=device,
         dtype=dtype,

@@ -93,11 +93,12 @@ def keep_ratio(pruning: float) -> float:
 
 @dataclass
 class ItemSet:
-    """One column of the table: a benchmark, the demo's held-out items or a --dataset."""
+    """One column of the table: a registered item source (a benchmark, the demo tasks) or a --dataset."""
 
     name: str
     key: str  # what identifies its items beyond their ids (data source, scorer, prompt)
     items: list[Any]
+    source: str | None = None  # the registered item source it comes from (None: a --dataset)
 
 
 @dataclass
@@ -118,6 +119,7 @@ class EvalConfig:
     max_new_tokens: int = 16
     batch: int = 8
     seed: int = 0
+    data_dir: str | None = None
     allow_transfer: bool = False
     identity: sources.Identity | None = None
     notes: list[str] = field(default_factory=list)
@@ -221,8 +223,8 @@ class Runner:
             from erase.references import with_adavtp_reference
 
             lm = self.model()
-            all_items = [it for s in self.config.item_sets for it in s.items]
-            ref_items, what = sources.reference_items(self.config.model, all_items, seed=self.config.seed)
+            c = self.config
+            ref_items, what = sources.reference_items(c.item_sets, seed=c.seed, data_dir=c.data_dir)
             inputs = (sources.item_inputs(lm.processor, it, self.config.device) for it in ref_items)
             prof = self.profile = with_adavtp_reference(prof, lm.model, inputs)
             ref = prof.methods.adavtp
@@ -237,8 +239,7 @@ class Runner:
         if method in PER_ITEM_SEED:
             key += ":seed-per-item"
         if method == "adavtp" and self.config.profile.methods.adavtp is None:
-            evaluated = [it for s in self.config.item_sets for it in s.items]
-            key += ":adavtp-reference:" + sources.reference_spec(self.config.model, evaluated, seed=self.config.seed)
+            key += ":adavtp-reference:" + sources.reference_spec(self.config.item_sets, seed=self.config.seed)
         return key
 
     def answer(self, method: str, pruning: float, items: Sequence[Any], done: Callable[[list[dict[str, Any]]], None]) -> None:
@@ -340,7 +341,7 @@ def _rows(config: EvalConfig, plan: list[tuple]) -> list[dict[str, Any]]:
     for method, pruning, s, _path, have, _missing in plan:
         recs = [have[it.id] for it in s.items]
         answers = [r["answer"] for r in recs]
-        acc = sources.aggregate(s.name, s.items, answers)
+        acc = sources.aggregate(s.source, s.items, answers)
         if method == BASE:
             base_acc[s.name] = acc
             achieved = stage1 = 0.0

@@ -1,93 +1,70 @@
 """Everything erase-eval needs from models and items, in one place.
 
-The calibrator is being split into `models/` and `tasks/` registries; erase-eval
-reaches models, items, prompts, answers and scores only through this module, so
-the switch is one file. Today it uses `model_loading`, `model_identity`,
-`answering`, `benchmarks` (with `own_data`), `calibration.sources` and the
-demo's tasks.
+Models come from the `models` registry and items, prompts, answers and scores from the `tasks`
+registry, as for every other command; erase-eval adds only its defaults (the paper's Table 1
+benchmarks) and where AdaVTP's reference images come from. What differs between models or item
+sources (the demo's tasks, its shipped profile, its held-out split) is a property of their
+registrations, never a name compared here.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any, Sequence
 
-from erase import EraseError
+from .. import models, tasks
+from ..tasks.benchmarks import aggregates
 
-DEMO = "demo"
-# The paper's Table 1 benchmarks (ERASE Sec. 4.1): the default for a real model.
+# The paper's Table 1 benchmarks (ERASE Sec. 4.1): the default for a model whose registration names none.
 TABLE1_BENCHMARKS = ("ocrbench", "textvqa", "chartqa", "docvqa", "infovqa", "mathvista")
-DEMO_HELDOUT_ITEMS = 360  # the demo's quality bars use the same 360 (every task x background, 10 each)
-REFERENCE_ITEMS = 72  # AdaVTP's reference statistics: demo calibration items (every task x background, twice)
+REFERENCE_ITEMS = 72  # images for AdaVTP's reference statistics (the demo's calibration pool: every task x background, twice)
+
+Identity = models.ModelIdentity  # what a model's cached answers are keyed by (and its config, for "auto")
 
 
 # ----------------------------------------------------------------------------- models
-@dataclass(frozen=True)
-class Identity:
-    """What a model's cached answers are keyed by: as named, its revision and architecture."""
-
-    model: str
-    revision: str | None
-    fingerprint: Any  # erase.Fingerprint
-    config: Any  # transformers config (for "auto" profiles, without reading weights)
-
-
 def identify(model: str, revision: str | None = None) -> Identity:
-    """Revision and fingerprint of MODEL from its config alone (no weights): one-line errors."""
-    from ..model_identity import identify as _identify, load_config
-
-    ident = _identify(model, revision)
-    _, config = load_config(model, revision)
-    return Identity(model=model, revision=ident.revision, fingerprint=ident.fingerprint, config=config)
+    """Revision, fingerprint and config of MODEL, without weights; one-line errors."""
+    return models.identify(model, revision)
 
 
 def load(
     model: str, *, device: str, dtype: str, attn: str, min_pixels: int | None, max_pixels: int | None, revision: str | None
-) -> Any:
-    """The loaded model with `.model` and `.processor` (a hub id, a folder or `demo`)."""
-    from ..model_loading import load_model
-
-    return load_model(
+) -> models.LoadedModel:
+    """The loaded model with `.model` and `.processor` (any spec the model registry knows)."""
+    return models.load(
         model, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, attn_implementation=attn, revision=revision
     )
 
 
 def check_device(device: str) -> str:
-    from ..model_loading import check_device as _check
-
-    return _check(device)
+    return models.check_device(device)
 
 
 def check_dtype(dtype: str) -> str:
-    from ..model_loading import check_dtype as _check
+    return models.check_dtype(dtype)
 
-    return _check(dtype)
+
+def default_profile(model: str, identity: Identity) -> str:
+    """The profile shipped for MODEL when its registration names one, else "auto"."""
+    return models.shipped_profile(model, identity.fingerprint) or "auto"
 
 
 # ----------------------------------------------------------------------------- items
-def benchmark_names() -> list[str]:
-    from .. import benchmarks
-
-    return [*benchmarks.benchmark_names(), DEMO]
-
-
 def check_benchmarks(names: Sequence[str]) -> list[str]:
     """Canonical names; an unknown one is a one-line error."""
-    from ..calibration import sources
-
-    return sources.check_names(list(names))
+    return tasks.check_names(list(names))
 
 
 def default_benchmarks(model: str) -> list[str]:
-    return [DEMO] if model == DEMO else list(TABLE1_BENCHMARKS)
+    """What MODEL's registration names (the demo: its tasks), else the paper's Table 1 benchmarks."""
+    named = models.default_tasks(model)
+    return list(named) if named is not None else list(TABLE1_BENCHMARKS)
 
 
 def describe_datasets(paths: Sequence[str], scorer: str, template: str | None, taken: set[str]) -> list[Any]:
     """--dataset sources named and checked (scorer, prompt template) before anything loads."""
-    from ..benchmarks import own_data
-
-    return own_data.describe(list(paths), scorer, template, taken)
+    return tasks.own_data.describe(list(paths), scorer, template, taken)
 
 
 def dataset_spec(ds: Any) -> str:
@@ -95,40 +72,43 @@ def dataset_spec(ds: Any) -> str:
 
 
 def benchmark_items(name: str, *, limit: int | None, seed: int, data_dir: str | None) -> list[Any]:
-    """The items of a benchmark: the demo's held-out split, or the benchmark's evaluation split."""
-    if name == DEMO:
-        from ..demo import tasks
-
-        return tasks.heldout_items(DEMO_HELDOUT_ITEMS if limit is None else limit, seed=seed)
-    from .. import benchmarks
-
-    return benchmarks.load_items(name, data_dir=data_dir, limit=limit, seed=seed)
+    """The items NAME is evaluated on: its held-out split where it has one, else its evaluation split."""
+    return tasks.evaluation_pool(name, data_dir=data_dir, limit=limit, seed=seed)
 
 
 def dataset_items(ds: Any, *, limit: int | None, seed: int) -> list[Any]:
-    from ..benchmarks import own_data
-
-    return own_data.load_items(ds, limit=limit, seed=seed)
+    return tasks.own_data.load_items(ds, limit=limit, seed=seed)
 
 
-def reference_items(model: str, evaluated: Sequence[Any], *, seed: int) -> tuple[list[Any], str]:
+def _calibration_source(item_sets: Sequence[Any]) -> str | None:
+    """The first evaluated source whose evaluation items are held out from its calibration pool."""
+    for s in item_sets:
+        if s.source is not None and tasks.get(s.source).heldout is not None:
+            return s.source
+    return None
+
+
+def reference_items(item_sets: Sequence[Any], *, seed: int, data_dir: str | None) -> tuple[list[Any], str]:
     """Images for AdaVTP's reference statistics when the profile has none, and what they were.
 
-    The demo has a calibration split disjoint from its held-out items; for other models the
-    first evaluated items' images are used (the statistics read image features only, never
-    answers). The description names them exactly (it is part of the cache key).
+    A source with a separate held-out split gives its calibration pool (disjoint from what is
+    evaluated); otherwise the first evaluated items' images are used (the statistics read image
+    features only, never answers). The description names them exactly (it is part of the cache key).
+    `item_sets` are erase-eval's item sets (`.source`: a registered source or None, `.items`).
     """
-    if model == DEMO:
-        from ..demo import tasks
+    name = _calibration_source(item_sets)
+    if name is not None:
+        items = tasks.item_pool(name, data_dir=data_dir, limit=REFERENCE_ITEMS, seed=seed)
+    else:
+        items = [it for s in item_sets for it in s.items][:REFERENCE_ITEMS]
+    return items, reference_spec(item_sets, seed=seed)
 
-        return tasks.calibration_items(REFERENCE_ITEMS, seed=seed), reference_spec(model, evaluated, seed=seed)
-    return list(evaluated)[:REFERENCE_ITEMS], reference_spec(model, evaluated, seed=seed)
 
-
-def reference_spec(model: str, evaluated: Sequence[Any], *, seed: int) -> str:
-    if model == DEMO:
-        return f"the demo's calibration split, {REFERENCE_ITEMS} items (seed {seed})"
-    ids = [f"{it.benchmark}/{it.id}" for it in list(evaluated)[:REFERENCE_ITEMS]]
+def reference_spec(item_sets: Sequence[Any], *, seed: int) -> str:
+    name = _calibration_source(item_sets)
+    if name is not None:
+        return f"the {name} source's calibration pool, {REFERENCE_ITEMS} items (seed {seed})"
+    ids = [f"{it.benchmark}/{it.id}" for s in item_sets for it in s.items][:REFERENCE_ITEMS]
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:12]
     return f"the first {len(ids)} evaluated items' images (ids sha256 {digest}; the profile has no methods.adavtp)"
 
@@ -136,32 +116,26 @@ def reference_spec(model: str, evaluated: Sequence[Any], *, seed: int) -> str:
 # ----------------------------------------------------------------------------- asking and scoring
 def item_inputs(processor: Any, item: Any, device: Any) -> dict[str, Any]:
     """One item's processor outputs: the image before the prompt, the model's chat template."""
-    from ..answering import item_inputs as _inputs
-
-    return _inputs(processor, item, device)
+    return tasks.encode(processor, item, device)
 
 
 def answer_batch(model: Any, processor: Any, inputs: Sequence[dict[str, Any]], max_new_tokens: int) -> list[str]:
     """Greedy answers (text) of one left-padded batch: a single `generate()` call."""
-    from ..answering import greedy_answers
-
-    return [a.text for a in greedy_answers(model, processor, list(inputs), max_new_tokens)]
+    return [a.text for a in tasks.greedy_answers(model, processor, list(inputs), max_new_tokens)]
 
 
 def score(item: Any, prediction: str) -> float:
-    """One answer's score in [0, 1], by the item's own rule (benchmark, demo or --dataset scorer)."""
-    from ..calibration import sources
-
-    return float(sources.score(item, prediction))
+    """One answer's score in [0, 1], by the item's own rule (its source's, or its --dataset scorer)."""
+    return float(tasks.score(item, prediction))
 
 
-def aggregate(benchmark: str, items: Sequence[Any], answers: Sequence[str]) -> float:
-    """A benchmark's score over its items, in [0, 1].
-
-    Today the mean of the per-item scores for every benchmark. The field's aggregates
-    (MMBench circular, MMStar per-category mean) replace this when benchmarks/ provides
-    them: this is the one call erase-eval makes.
-    """
+def aggregate(source: str | None, items: Sequence[Any], answers: Sequence[str]) -> float:
+    """An item set's total in [0, 1], as the field computes it for SOURCE (MMBench circular, MMStar
+    the mean of its per-category means, otherwise the mean item score); a --dataset (no source)
+    is the mean item score."""
     if not items:
         return float("nan")
-    return sum(score(it, a) for it, a in zip(items, answers)) / len(items)
+    results = [aggregates.ItemResult.from_item(it, score(it, a)) for it, a in zip(items, answers)]
+    if source is None:
+        return aggregates.mean_score(results)
+    return aggregates.aggregate(source, results)

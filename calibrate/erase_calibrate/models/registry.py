@@ -9,7 +9,7 @@ hub source, which claims anything, is last.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -25,6 +25,8 @@ class ModelIdentity:
     path: str  # what from_pretrained loads (a hub id or a folder; a preset's name)
     revision: str | None
     fingerprint: Fingerprint
+    # the transformers config (what "auto" profiles are matched against); not part of the identity
+    config: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def find(spec: str) -> ModelSource:
 def identify(spec: str, revision: str | None = None) -> ModelIdentity:
     """Revision and fingerprint of SPEC from its config; no weights are read."""
     located = find(spec).locate(spec, revision)
-    return ModelIdentity(spec, located.path, located.revision, fingerprint_of(located.config))
+    return ModelIdentity(spec, located.path, located.revision, fingerprint_of(located.config), located.config)
 
 
 def load(
@@ -131,7 +133,7 @@ def load(
         revision=located.revision,
         min_pixels=size.get("shortest_edge", min_pixels),
         max_pixels=size.get("longest_edge", max_pixels),
-        identity=ModelIdentity(spec, located.path, located.revision, fingerprint_of(located.config)),
+        identity=ModelIdentity(spec, located.path, located.revision, fingerprint_of(located.config), located.config),
         source=source.name,
     )
 

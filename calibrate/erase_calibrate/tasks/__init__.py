@@ -4,6 +4,7 @@
 
     items = tasks.item_pool("chartqa", data_dir="data_samples/benchmarks", limit=20, seed=0)
     items = tasks.item_pool("demo", data_dir=None, limit=72, seed=0)   # the demo's generated tasks
+    items = tasks.evaluation_pool("demo", data_dir=None, limit=None, seed=0)  # its held-out items (360)
     inputs = tasks.encode(processor, items[0], "cpu")                    # chat template + processor
     answer = tasks.decode(model, processor, generated_ids)               # text up to end of turn
     tasks.score(items[0], answer.text)                                   # in [0, 1], the item's own rule
@@ -20,6 +21,7 @@ from .registry import (
     calibration_names,
     check_names,
     default_names,
+    evaluation_pool,
     get,
     item_pool,
     known_names,
@@ -44,6 +46,7 @@ __all__ = [
     "default_names",
     "encode",
     "encode_batch",
+    "evaluation_pool",
     "get",
     "greedy_answer",
     "greedy_answers",

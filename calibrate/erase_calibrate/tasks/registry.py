@@ -27,6 +27,9 @@ class TaskSource:
     calibration: int | None = None  # its place among the paper's calibration benchmarks (1..8), if one
     evaluation: bool = True  # one of the evaluation benchmarks
     spec: Any = None  # what describes it further (a benchmark's `Benchmark`)
+    # Items for evaluation only, never calibrated on ((*, data_dir, limit, seed) -> items); None: a
+    # source evaluates on `load` (a benchmark's evaluation split).
+    heldout: Callable[..., list[Item]] | None = None
 
 
 _SOURCES: dict[str, TaskSource] = {}
@@ -77,6 +80,12 @@ def check_names(names: list[str]) -> list[str]:
 
 def item_pool(name: str, *, data_dir: str | None, limit: int | None, seed: int) -> list[Item]:
     return get(name).load(data_dir=data_dir, limit=limit, seed=seed)
+
+
+def evaluation_pool(name: str, *, data_dir: str | None, limit: int | None, seed: int) -> list[Item]:
+    """The items NAME is evaluated on: its held-out loader where it has one, else `load`."""
+    source = get(name)
+    return (source.heldout or source.load)(data_dir=data_dir, limit=limit, seed=seed)
 
 
 def register_item_rule(claims: Callable[[Item], bool], rule: Callable[[Item, str], float]) -> None:

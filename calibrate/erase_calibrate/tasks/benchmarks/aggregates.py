@@ -26,7 +26,7 @@ cache would store them). The rules:
   same, whatever its size). Items without an l2_category form one group.
 - Every other benchmark: the mean item score (DocVQA / InfoVQA mean ANLS,
   TextVQA mean VQA accuracy, ChartQA relaxed accuracy, OCRBench, RealWorldQA,
-  V*Bench and MathVista accuracy).
+  V*Bench and MathVista accuracy), and so is every other item source (the demo tasks).
 
 No results at all is an error, not a zero.
 """
@@ -39,7 +39,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from erase import EraseError
 
-from .registry import get_benchmark
+from .. import registry as tasks_registry
+from .registry import Benchmark
 
 MMBENCH_COPY_STRIDE = 1_000_000
 
@@ -107,10 +108,10 @@ AGGREGATES: dict[str, Callable[[Sequence[ItemResult]], float]] = {
 def aggregate(benchmark: Any, results: Iterable[ItemResult | Mapping[str, Any]]) -> float:
     """The benchmark's total over `results`, a fraction in [0, 1] (see the module docstring).
 
-    `benchmark` is a name, title or alias, or a `Benchmark`. Multiply by the
-    benchmark's `report_scale` for the number it reports.
+    `benchmark` is a `Benchmark` or the name, title or alias of any item source (an unknown
+    name is an error). Multiply by the benchmark's `report_scale` for the number it reports.
     """
-    name = get_benchmark(benchmark).name
+    name = benchmark.name if isinstance(benchmark, Benchmark) else tasks_registry.get(benchmark).name
     items = [ItemResult.coerce(r) for r in results]
     if not items:
         raise EraseError(f"{name}: no item results to aggregate")

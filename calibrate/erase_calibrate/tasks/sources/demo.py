@@ -36,7 +36,8 @@ splits never share an item. Text is drawn with Pillow's bundled font, so the
 result does not depend on the fonts a machine has installed.
 
 Registered as the item source `demo`: `tasks.item_pool("demo", data_dir=None, limit=72, seed=0)`
-is the calibration split, scored by `score`.
+is the calibration split, `tasks.evaluation_pool("demo", ...)` the held-out ``test`` split (360 by
+default), both scored by `score`.
 """
 
 from __future__ import annotations
@@ -472,8 +473,16 @@ def items_by(items: Iterable[Item], key: str) -> dict[str, list[Item]]:
     return out
 
 
+CALIBRATION_ITEMS = 72  # every task x background, twice
+HELDOUT_ITEMS = 360  # every task x background, 10 each (the demo's quality bars use the same 360)
+
+
 def _load(*, data_dir: str | None = None, limit: int | None = None, seed: int = 0) -> list[Item]:
-    return calibration_items(72 if limit is None else limit, seed=seed)  # generated: data_dir does not apply
+    return calibration_items(CALIBRATION_ITEMS if limit is None else limit, seed=seed)  # generated: data_dir does not apply
 
 
-SOURCE = register(TaskSource(BENCHMARK, "demo tasks", _load, score, evaluation=False))
+def _heldout(*, data_dir: str | None = None, limit: int | None = None, seed: int = 0) -> list[Item]:
+    return heldout_items(HELDOUT_ITEMS if limit is None else limit, seed=seed)
+
+
+SOURCE = register(TaskSource(BENCHMARK, "demo tasks", _load, score, evaluation=False, heldout=_heldout))

@@ -1,1 +1,0 @@
-"""Old name, kept until erase-eval's branch is rewired: the search is search/, item sources are tasks/."""
