@@ -30,8 +30,9 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 def scatter_png(
     series: Sequence[Series], *, title: str, xlabel: str, ylabel: str,
     xlim: tuple[float, float] | None = None, ylim: tuple[float, float] | None = None,
-    highlight: tuple[float, float] | None = None, highlight_label: str = "",
+    highlight: tuple[float, float] | None = None, highlight_label: str = "", legend: str = "upper right",
 ) -> bytes:
+    """`legend`: "upper right" or "lower left" (whichever corner the data leaves empty)."""
     xs = [p[0] for s in series for p in s.points] or [0.0, 1.0]
     ys = [p[1] for s in series for p in s.points] or [0.0, 1.0]
     x0, x1 = xlim or (min(xs), max(xs))
@@ -60,7 +61,8 @@ def scatter_png(
             d.line(pts, fill=s.color, width=2)
         for x, y in pts:
             d.ellipse([x - s.size, y - s.size, x + s.size, y + s.size], fill=s.color)
-        d.text((W - M - 150, M + 8 + 16 * k), f"o {s.label}", fill=s.color)
+        lx, ly = (M + 12, H - M - 8 - 16 * (len(series) - k)) if legend == "lower left" else (W - M - 150, M + 8 + 16 * k)
+        d.text((lx, ly), f"o {s.label}", fill=s.color)
     if highlight is not None:
         x, y = px(highlight[0]), py(highlight[1])
         d.ellipse([x - 10, y - 10, x + 10, y + 10], outline=(220, 0, 0), width=3)
