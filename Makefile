@@ -16,7 +16,7 @@ OLDEST_OVERRIDES ?=
 # What test-oldest runs: the runtime's tests (the adapters' conformance suite first).
 OLDEST_TESTS ?= tests/test_runtime_conformance.py tests/test_runtime_families.py \
   tests/test_runtime_qwen25vl.py tests/test_hf_boundary.py tests/test_fidelity.py tests/test_matching.py \
-  tests/test_stage1.py tests/test_profile.py
+  tests/test_stage1.py tests/test_profile.py tests/test_pixels.py
 
 .PHONY: setup demo test test-latest test-oldest check-wheel lint-workflows lock postgres clean
 

@@ -36,7 +36,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]  # a repository tool, run from the checkout
 TORCH = "torch==2.13.0"
-COMMANDS = ("erase-calibrate", "erase-bench", "erase-demo", "erase-inspect", "erase-profile")
+COMMANDS = ("erase-calibrate", "erase-bench", "erase-demo", "erase-eval", "erase-inspect", "erase-profile")
 CALIBRATOR_ONLY = ("optuna", "datasets", "scikit-image")  # never in a runtime install
 CALIBRATE_ITERS = 2  # as issue #13 asks; every trial is feasible since calibration v2
 
@@ -163,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         run([str(venv / "bin" / "erase-profile"), "validate", str(written[0])], elsewhere)
         loaded = run([str(py), "-c", f"import erase; print(erase.load_profile({str(written[0])!r}).name)"], elsewhere)
         check(loaded.stdout.strip() == "demo", "the written profile validates and loads")
+        report = work / "eval.json"
+        run([str(venv / "bin" / "erase-eval"), "--model", "demo", "--methods", "base,erase", "--pruning", "0.85",
+             "--limit", "4", "--json", str(report), "--cache-dir", str(work / "eval-cache"), "--quiet"], elsewhere)
+        rows = json.loads(report.read_text())["rows"]
+        check({(r["method"], r["pruning"]) for r in rows} == {("base", 0.0), ("erase", 0.85)},
+              "erase-eval --model demo wrote a base row and an erase row at 85% from the installed wheel")
     except CheckFailed as exc:
         print(f"check-wheel: FAILED: {exc}", file=sys.stderr)
         return 1
