@@ -86,6 +86,9 @@ def evaluate(
         attn=attn, min_pixels=min_pixels, max_pixels=max_pixels, revision=revision, max_new_tokens=max_new_tokens, batch=batch,
         cache_dir=cache_dir, allow_transfer=allow_transfer, outputs=outputs,
     )
+    from transformers import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bar covers the run; stderr stays for errors and notes
     started = _dt.datetime.now().astimezone()
     result = run_eval(cfg, progress=_progress(quiet), log=log)
     result = {
