@@ -498,7 +498,13 @@ def test_interrupted_calibration_says_what_it_keeps_and_continues(tmp_path, caps
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
-            if journal.exists() and len(study().get_trials(states=FINISHED)) >= 2:
+            if not journal.exists():
+                continue
+            try:
+                finished = len(study().get_trials(states=FINISHED))
+            except KeyError:  # the journal file exists a moment before its study record does
+                continue
+            if finished >= 2:
                 proc.send_signal(signal.SIGINT)
                 break
         _, err = proc.communicate(timeout=120)
