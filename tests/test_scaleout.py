@@ -175,7 +175,7 @@ def test_a_worker_killed_mid_trial_is_noticed_by_heartbeat_and_its_trial_rerun(t
         while killed is None:
             assert time.monotonic() < deadline and victim.poll() is None, "the victim never ran a trial"
             trial = _running_trial_of(url, name, victim.pid)
-            if trial is None:
+            if trial is None or not trial.params:  # mid-trial: asked, and its configuration drawn
                 time.sleep(0.05)
                 continue
             victim.send_signal(signal.SIGSTOP)  # frozen mid-trial (its heartbeat thread too) ...
