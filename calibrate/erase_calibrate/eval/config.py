@@ -146,7 +146,7 @@ def build(
         max_pixels=hi,
         revision=revision,
         max_new_tokens=max_new_tokens,
-        batch=batch or (16 if device.startswith("cuda") else 8),
+        batch=batch or sources.default_batch(device),
         seed=seed,
         allow_transfer=allow_transfer,
         identity=identity,

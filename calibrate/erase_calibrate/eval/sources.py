@@ -41,6 +41,10 @@ def check_device(device: str) -> str:
     return models.check_device(device)
 
 
+def default_batch(device: str) -> int:
+    return models.default_batch(device)
+
+
 def check_dtype(dtype: str) -> str:
     return models.check_dtype(dtype)
 

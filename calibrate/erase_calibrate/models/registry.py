@@ -171,6 +171,11 @@ def check_device(text: str, option: str = "--device") -> str:
     raise EraseError(f"{option} {text!r}: device type {dev.type!r} is not supported here (use cpu or cuda)")
 
 
+def default_batch(device: str) -> int:
+    """Items per left-padded batch when none is given: what fits comfortably on each kind of device."""
+    return 16 if str(device).startswith("cuda") else 8
+
+
 def check_dtype(text: str, option: str = "--dtype") -> str:
     if text not in DTYPES:
         raise EraseError(f"{option} {text!r}: expected one of {', '.join(DTYPES)}")

@@ -149,7 +149,7 @@ class CalibrationConfig:
 
     @property
     def batch(self) -> int:
-        return self.batch_size or (16 if str(self.device).startswith("cuda") else 8)
+        return self.batch_size or models.default_batch(self.device)
 
     @property
     def heartbeat(self) -> Heartbeat:

@@ -136,12 +136,11 @@ class TrialRunner:
         for bench, cis in self.items.items():
             for ci in cis:
                 inputs = item_inputs(processor, ci.item, model.device)
-                pixels, grids = adapter.images_from_vision(
-                    {"pixel_values": inputs["pixel_values"], "image_grid_thw": inputs.get("image_grid_thw")}
-                )
-                pe = stage1.patch_entropy_rgb(pixels[0], pixels[0].shape[0] // grids[0][0], rounding)
+                # the runtime's own Stage 1 reading (pixel_values in place), so the levels match it
+                vision = {"pixel_values": inputs["pixel_values"], "image_grid_thw": inputs.get("image_grid_thw")}
+                pe = adapter.patch_entropies(vision, rounding)[0]
                 prompt = int(inputs["input_ids"].shape[1])
-                tokens = int(grids[0][0] * grids[0][1])
+                tokens = int(pe.size)
                 if image_token is not None:
                     tokens = int((inputs["input_ids"] == image_token).sum())
                 self._items.append(_Item(ci, bench, inputs, stage1.global_entropy(pe), tokens, prompt))
