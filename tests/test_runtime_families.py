@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from transformers import DynamicCache
 
 import erase
 from erase import EraseError
@@ -163,3 +164,28 @@ def test_pixels_read_back_with_other_processor_statistics():
     with pytest.raises(EraseError, match="do not invert to 8-bit pixels"):
         unpatchify(np.full((4, 3 * 2 * 14 * 14), 0.123), (2, 2), patch_size=14, merge_size=2, temporal_patch_size=2,
                    mean=CLIP_MEAN, std=CLIP_STD)
+
+
+# ---------------------------------------------------------------- a cache ERASE did not fill
+@pytest.mark.filterwarnings("ignore:`past_key_values` is deprecated")  # the name 5.17 knows
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "internvl"])
+def test_images_after_a_reused_prefix_cache_are_refused(family, qwen3, internvl):
+    """generate() with a prompt-prefix cache sends the images in a call whose cache is already
+    filled: unhandled, the model ran them unpruned while ERASE looked applied."""
+    if family == "qwen2_5_vl":
+        processor = build_processor()
+        model = build_tiny_qwen25vl(tokenizer=processor.tokenizer)
+    else:
+        processor, model, _ = qwen3 if family == "qwen3_vl" else internvl
+    inputs = batch(processor, PROMPTS[:1])
+    prefix = 3  # text before the first image token
+    assert inputs["input_ids"].shape[1] > prefix
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        erase.adapters.adapter_for(model).text_model()(input_ids=inputs["input_ids"][:, :prefix], past_key_values=cache, use_cache=True)
+    assert cache.get_seq_length() == prefix
+    with erase.apply(model, tiny_profile(model)) as handle:
+        with pytest.raises(EraseError, match="continues a KV cache it did not fill"):
+            with torch.no_grad():
+                model.generate(**inputs, past_key_values=cache, max_new_tokens=2, do_sample=False)
+        assert handle.stats == []

@@ -199,7 +199,13 @@ class Engine:
             return args, self._prefill(call)
         state = self._call
         if state is None or state.phase is not Phase.DECODE:
-            return None  # a cache ERASE did not fill: not ours to follow
+            if self.adapter.has_images(call):
+                # Left alone, the model would run this prompt's images unpruned while ERASE looks applied.
+                raise EraseError(
+                    f"ERASE cannot prune images in a prompt that continues a KV cache it did not fill ({past} entries "
+                    "already cached, e.g. a reused prompt-prefix cache): pass the whole prompt without past_key_values"
+                )
+            return None  # a text-only continuation of a cache ERASE did not fill: not ours to follow
         return args, self._decode_step(state, call, past)
 
     def _entry_post(self, module, args, kwargs, output):
