@@ -86,9 +86,9 @@ def reproduces(model: Any, inputs: dict[str, torch.Tensor], answer_ids: Sequence
     if not answer_ids:
         return False
     n = len(answer_ids)
-    with torch.no_grad():
-        logits = model(**with_answer(inputs, answer_ids), use_cache=False, logits_to_keep=n + 1).logits
-    predicted = logits[0, :n].argmax(-1)
+    with torch.no_grad():  # the last answer token predicts nothing checked: not fed
+        logits = model(**with_answer(inputs, answer_ids[:-1]), use_cache=False, logits_to_keep=n).logits
+    predicted = logits[0, -n:].argmax(-1)
     return bool(torch.equal(predicted, torch.tensor(list(answer_ids), device=predicted.device)))
 
 
@@ -141,16 +141,16 @@ def reproduce_batch(
     model: Any, inputs: Sequence[dict[str, torch.Tensor]], answers: Sequence[Sequence[int]], pad_id: int
 ) -> list[bool]:
     """Per item, whether greedy decoding would emit exactly its answer: one teacher-forced forward
-    over the left-padded batch of prompt + answer."""
+    over the left-padded batch of prompt + answer (but its last token, which predicts nothing checked)."""
     out = [False] * len(inputs)
     live = [i for i, a in enumerate(answers) if len(a)]
     if not live:
         return out
     longest = max(len(answers[i]) for i in live)
-    batch = collate([with_answer(inputs[i], answers[i]) for i in live], pad_id)
+    batch = collate([with_answer(inputs[i], list(answers[i])[:-1]) for i in live], pad_id)
     with torch.no_grad():
-        logits = model(**batch, use_cache=False, logits_to_keep=longest + 1).logits
-    predicted = logits[:, :longest].argmax(-1)  # position p predicts the token after it
+        logits = model(**batch, use_cache=False, logits_to_keep=longest).logits
+    predicted = logits.argmax(-1)  # position p predicts the token after it; row i's last n_i predict its answer
     for row, i in enumerate(live):
         n = len(answers[i])
         want = torch.tensor(list(answers[i]), device=predicted.device)
