@@ -189,3 +189,31 @@ def test_images_after_a_reused_prefix_cache_are_refused(family, qwen3, internvl)
             with torch.no_grad():
                 model.generate(**inputs, past_key_values=cache, max_new_tokens=2, do_sample=False)
         assert handle.stats == []
+
+
+# ---------------------------------------------------------------- the random baseline
+def _random_kept(model, processor, prompts, site="embeddings"):
+    with erase.apply(model, tiny_profile(model), strategy="random", final_keep_ratio=0.4, stage1_site=site) as handle:
+        with torch.no_grad():
+            model(**batch(processor, prompts))
+        return [st.kept_stage1.tolist() for sample in handle.stats for st in sample]
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "internvl", "qwen2_5_vl-pixels"])
+def test_random_draw_follows_the_image_not_its_batch_position(family, qwen3, internvl):
+    """A batch equals its samples one by one: each image's random draw is seeded by its pixels."""
+    if family.startswith("qwen2_5_vl"):
+        processor = build_processor()
+        model = build_tiny_qwen25vl(tokenizer=processor.tokenizer)
+    else:
+        processor, model, _ = qwen3 if family == "qwen3_vl" else internvl
+    site = "pixels" if family.endswith("pixels") else "embeddings"
+    a, b = make_image(224, 224, 1), make_image(224, 224, 2)  # same size, different content
+    one = (make_messages("Describe the image."), [a])
+    two = (make_messages("Describe the image."), [b])
+    alone_a, alone_b = _random_kept(model, processor, [one], site), _random_kept(model, processor, [two], site)
+    assert alone_a != alone_b  # different pixels, different draws
+    together = _random_kept(model, processor, [two, one], site)
+    assert together == alone_b + alone_a
+    twice = _random_kept(model, processor, [one, one], site)
+    assert twice == alone_a + alone_a

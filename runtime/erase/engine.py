@@ -43,6 +43,7 @@ from .decoder import Decoder
 from .errors import EraseError
 from .merging import Merge, group_means
 from .packing import Repack
+from .pixels import content_key
 from .profile import Profile
 from .strategy import Strategy
 
@@ -180,7 +181,8 @@ class Engine:
     def _vision_pre(self, module, args, kwargs):
         _, grids = self.adapter.images_from_vision(self._vision, with_pixels=False)
         entropies = self._entropies(self._vision) if self.strategy.needs_entropy else [None] * len(grids)
-        self._early = [self._stage1(pe, grid, g) for g, (pe, grid) in enumerate(zip(entropies, grids))]
+        keys = self._image_keys(self._vision, len(grids))
+        self._early = [self._stage1(pe, grid, g, image_key=keys[g]) for g, (pe, grid) in enumerate(zip(entropies, grids))]
         return self.adapter.prune_vision_input(args, kwargs, [r.keep_indices for r in self._early])
 
     def _vision_post(self, module, args, kwargs, output):
@@ -286,6 +288,7 @@ class Engine:
         needs_entropy = self._early is None and self.strategy.needs_entropy
         entropies = self._entropies(inputs.vision) if needs_entropy else None
         attention = self._token_attention(inputs) if self.scorer.uses_attention else None
+        keys = self._image_keys(inputs.vision, len(inputs.image_grid)) if self._early is None else None
         merges: list[tuple[int, torch.Tensor, int, Merge]] = []  # (sample, slots, first feature row, merge)
         g = 0
         for b, per_image in enumerate(inputs.image_slots):
@@ -299,6 +302,7 @@ class Engine:
                         g,
                         features=inputs.inputs_embeds[b, slots] if self.scorer.uses_features else None,
                         attention=None if attention is None else attention[g],
+                        image_key=keys[g],
                     )
                 if result.carrier is not None:
                     merges.append((b, slots, first_row[-1], Merge(result.keep_indices, result.carrier)))
@@ -396,6 +400,17 @@ class Engine:
             stacklevel=2,
         )
 
+    def _image_keys(self, vision: dict[str, Any] | None, count: int) -> list[int]:
+        """Per image, a key of its pixels for scorers that draw per image (else zeros)."""
+        if not self.scorer.keyed:
+            return [0] * count
+        if vision is None or vision.get("pixel_values") is None:
+            raise EraseError(f"Stage 1 scorer {self.scorer.name!r} draws per image from its pixels; this call passed none")
+        keys = [content_key(px) for px in self.adapter.image_pixels(vision)]
+        if len(keys) != count:
+            raise EraseError(f"found the pixels of {len(keys)} images for {count} images in the prompt")
+        return keys
+
     def _entropies(self, vision: dict[str, Any]) -> list[np.ndarray]:
         """Each image's patch entropies, read from the vision input where it lives."""
         return self.adapter.patch_entropies(vision, self.profile.stage1.entropy.grayscale_rounding)
@@ -407,6 +422,7 @@ class Engine:
         image_no: int,
         features: torch.Tensor | None = None,
         attention: torch.Tensor | None = None,
+        image_key: int = 0,
     ) -> stage1.Stage1Result:
         """Stage 1 for one image: ERASE's entropy ranking, or the strategy's scorer."""
         st = self.strategy
@@ -425,7 +441,9 @@ class Engine:
         ratio = 1.0 if self.scorer.keeps_all else (st.stage1_keep_ratio or result.keep_ratio)
         ratio = max(ratio, self.final_keep_ratio)
         k = max(1, stage1.keep_count(total, ratio))
-        choice = methods.TokenChoice(total, k, result.patch_entropy, st.seed, image_no, features, attention, self.reference)
+        choice = methods.TokenChoice(
+            total, k, result.patch_entropy, st.seed, image_no, features, attention, self.reference, image_key
+        )
         keep = self.scorer.choose(choice)
         carrier = None
         if isinstance(keep, Merge):

@@ -53,10 +53,11 @@ class TokenChoice:
     k: int  # how many to keep
     entropy: np.ndarray | None  # per-token patch entropy; None unless the scorer uses it
     seed: int
-    image_no: int  # position of the image in the batch (seeds the random scorer)
+    image_no: int  # position of the image in the batch
     features: torch.Tensor | None = None  # [total, C] the image's features as the LLM receives them
     attention: torch.Tensor | None = None  # [total] attention each token receives in the vision encoder
     reference: Any = None  # the profile's statistics for the scorer (`Profile.methods.<reference>`)
+    image_key: int = 0  # for scorers that declare `keyed`: a key of the image's pixels (erase.pixels.content_key)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Stage1Scorer:
     uses_features: bool = False
     uses_attention: bool = False
     reference: str | None = None  # a `Profile.methods` field the profile must hold
+    keyed: bool = False  # draws per image from `TokenChoice.image_key`: the same image, the same choice, in any batch
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,9 @@ def stage2_selector(name: str) -> Stage2Selector:
 
 
 register_stage1(Stage1Scorer("entropy", lambda c: stage1.top_k(c.entropy, c.k), uses_entropy=True))
-register_stage1(Stage1Scorer("random", lambda c: random_keep(c.total, c.k, np.random.default_rng([c.seed, c.image_no]))))
+register_stage1(
+    Stage1Scorer("random", lambda c: random_keep(c.total, c.k, np.random.default_rng([c.seed, c.image_key])), keyed=True)
+)
 register_stage1(Stage1Scorer("uniform", lambda c: uniform_keep(c.total, c.k)))
 register_stage1(Stage1Scorer("none", lambda c: np.arange(c.total, dtype=np.int64), keeps_all=True))
 

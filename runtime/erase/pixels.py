@@ -29,6 +29,7 @@ the processor's resized image bit for bit.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import warnings
 from typing import Any
@@ -363,3 +364,16 @@ def _gray_image_entropy_on_device(gray: torch.Tensor, token_px: int) -> np.ndarr
     rows, cols = h // token_px, w // token_px
     tokens = gray.reshape(rows, token_px, cols, token_px).permute(0, 2, 1, 3).reshape(rows * cols, -1)
     return token_entropy_torch(tokens).cpu().numpy().reshape(rows, cols)
+
+
+def content_key(pixels: torch.Tensor) -> int:
+    """A 63-bit key of one image's processor pixels: its shape and up to 4,096 evenly spaced values.
+
+    It seeds per-image random draws (the random baseline), so an image gets the same draw alone or
+    at any position of a batch. Two images that share a key share a draw, nothing worse.
+    """
+    flat = pixels.detach().reshape(-1)
+    step = max(1, flat.numel() // 4096)
+    sample = flat[::step][:4096].to(torch.float32).cpu().numpy()
+    digest = hashlib.blake2b(repr(tuple(pixels.shape)).encode() + sample.tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1

@@ -11,9 +11,8 @@ What "METHOD at pruning p" means (final keep ratio f = 1 - p of each image's vis
     is above f (hence `pruning_achieved`);
   - fastv: all tokens to layer 2, then the instruction's attention keeps floor(M f), no eviction;
   - random / uniform: Stage 1 keeps floor(M f) tokens (random / evenly spaced); the runtime
-    seeds random's draw with the image's position in the batch, so erase-eval answers random
-    one item at a time with the strategy's seed taken from the item id: each item gets its
-    own draw, the same whatever the batch;
+    seeds random's draw with a key of each image's pixels, so an item gets the same draw
+    whatever its batch;
   - adavtp: attention plus diversity before the LLM, to floor(M f);
   - polymorphic: density-peak merging to about 2f, then rater-guided pruning to f at its layer.
 
@@ -27,7 +26,6 @@ for what is missing. The model loads only when something is missing.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -44,9 +42,6 @@ from erase.strategy import NAMED
 from . import sources
 
 BASE = "base"
-# Methods whose draw depends on the image's position in a batch: answered one item at a time,
-# seeded per item (see the module docstring).
-PER_ITEM_SEED = {"random"}
 METHODS = (BASE, *NAMED)
 DEFAULT_METHODS = ",".join(METHODS)
 DEFAULT_PRUNING = "0.62,0.75,0.85,0.90"
@@ -236,29 +231,20 @@ class Runner:
         if method == BASE:
             return None
         key = profile_digest(self.config.profile)
-        if method in PER_ITEM_SEED:
-            key += ":seed-per-item"
+        if method == "random":
+            key += ":seed-per-image"  # answers of 0.2's per-item seeding are not reused
         if method == "adavtp" and self.config.profile.methods.adavtp is None:
             key += ":adavtp-reference:" + sources.reference_spec(self.config.item_sets, seed=self.config.seed)
         return key
 
     def answer(self, method: str, pruning: float, items: Sequence[Any], done: Callable[[list[dict[str, Any]]], None]) -> None:
         """Answer `items` under METHOD at PRUNING, in batches; `done` gets each batch's records."""
-        if method in PER_ITEM_SEED:
-            for it in items:
-                self._answer(method, pruning, [it], done, seed=item_seed(it.id))
-            return
-        self._answer(method, pruning, items, done)
-
-    def _answer(self, method: str, pruning: float, items: Sequence[Any], done: Callable[..., None], seed: int | None = None) -> None:
         lm = self.model()
         c = self.config
         handle = None
         if method != BASE:
             prof = self.method_profile(method)
             strategy = erase.named_strategy(method, keep_ratio(pruning))
-            if seed is not None:
-                strategy = dataclasses.replace(strategy, seed=seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # allow_transfer's zero-shot warning: noted once in the report
                 handle = erase.apply(
@@ -285,11 +271,6 @@ class Runner:
         finally:
             if handle is not None:
                 handle.remove()
-
-
-def item_seed(item_id: str) -> int:
-    """A seed that depends on the item alone (stable across runs and machines)."""
-    return int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:4], "big")
 
 
 def evaluate(config: EvalConfig, *, progress: Any, log: Callable[[str], None]) -> dict[str, Any]:

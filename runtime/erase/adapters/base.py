@@ -95,6 +95,10 @@ class Adapter(ABC):
     ) -> tuple[list[Any], list[tuple[int, int]]]:
         """Per image: resized pixels (HxWx3 or HxW uint8; None without `with_pixels`), and the LLM token grid."""
 
+    @abstractmethod
+    def image_pixels(self, vision: dict[str, Any]) -> list[torch.Tensor]:
+        """Per image: its `pixel_values` as the processor made them (views, no copy)."""
+
     def patch_entropies(self, vision: dict[str, Any], rounding: str) -> list[np.ndarray]:
         """Per image: Stage 1's patch entropies over its token grid (rows x cols, float64).
 

@@ -154,6 +154,14 @@ class InternVLAdapter(MultimodalAdapter):
             start += n
         return images, grids
 
+    def image_pixels(self, vision: dict[str, Any]) -> list[torch.Tensor]:
+        pixel_values = vision["pixel_values"]
+        out, start = [], 0
+        for n in vision.get("tiles_per_image") or [int(pixel_values.shape[0])]:
+            out.append(pixel_values[start : start + n])
+            start += n
+        return out
+
     def patch_entropies(self, vision: dict[str, Any], rounding: str) -> list[np.ndarray]:
         """Per image: its tiles converted to gray on their device, stacked, and scored (the RGB never leaves)."""
         pixel_values = vision["pixel_values"]

@@ -155,6 +155,13 @@ class Qwen25VLAdapter(MultimodalAdapter):
             images.append(rgb)
         return images, grids
 
+    def image_pixels(self, vision: dict[str, Any]) -> list[torch.Tensor]:
+        out, row = [], 0
+        for t, h, w in vision["image_grid_thw"].tolist():
+            out.append(vision["pixel_values"][row : row + t * h * w])
+            row += t * h * w
+        return out
+
     def patch_entropies(self, vision: dict[str, Any], rounding: str) -> list[np.ndarray]:
         """Each image's patch entropies straight from its `pixel_values` rows (no image is rebuilt)."""
         out, row = [], 0
