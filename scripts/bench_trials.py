@@ -1,8 +1,8 @@
 """Cost of a calibration's trials: the calibrator's path against generate-and-score of every item.
 
 Usage:
-    HF_HUB_OFFLINE=1 python scripts/bench_trials.py --model demo --trials 30 [--batch-size 8] [--json F]
-        [--only calibrator|reference] [--keep-step 0.01] [--cache BASE_ANSWER_DIR]
+    HF_HUB_OFFLINE=1 python scripts/bench_trials.py --model demo --trials 30 [--seeds 0,1,...] [--batch-size 8]
+        [--json F] [--only calibrator|reference] [--keep-step 0.01] [--cache BASE_ANSWER_DIR]
 
 Runs the same seeded study (TPE, --trials trials, the demo's 70 calibration items) twice,
 each in its own journal file:
@@ -16,7 +16,8 @@ each in its own journal file:
 Both tell Optuna the same thing (a trial ranked below the best complete one is PRUNED in both),
 so the two studies must agree trial by trial: the same parameters, states and, for complete
 trials, the same accuracy and F, and the same chosen profile. The script checks that and exits
-1 if not. Language-model tokens are counted at the language model's forward (batch x sequence
+1 if not. With several --seeds, each seed (its own calibration items and study) runs both paths,
+and the summary gives the ratio per seed and its median. Language-model tokens are counted at the language model's forward (batch x sequence
 length per call, padding included, decode steps included).
 """
 
@@ -39,6 +40,7 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds, each run side by side (overrides --seed)")
     ap.add_argument("--alpha", type=float, default=0.65)
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--cache", default=None, help="base-answer cache folder (default: a temporary one)")
@@ -46,7 +48,43 @@ def main() -> int:
     ap.add_argument("--keep-step", type=float, default=0.01, help="the keep-ratio grid (the calibrator's: 0.01)")
     ap.add_argument("--only", choices=("calibrator", "reference"), default=None, help="run one path (no comparison)")
     args = ap.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    results = [run_seed(args, seed) for seed in seeds]
+    if args.only:
+        return 0
+    if len(results) == 1:
+        result = results[0]
+    else:
+        ratios = [r["token_ratio"] for r in results]
+        result = {
+            "command": results[0]["command"],
+            "machine": results[0]["machine"],
+            "date": results[0]["date"],
+            "trials": args.trials,
+            "seeds": seeds,
+            "per_seed": [
+                {"seed": seed, "calibrator_tokens_per_trial": r["calibrator"]["tokens_per_trial_mean"],
+                 "reference_tokens_per_trial": r["reference"]["tokens_per_trial_mean"], "token_ratio": r["token_ratio"],
+                 "calibrator_complete": r["calibrator"]["complete"], "identical": r["identical"],
+                 "chosen": r["calibrator"]["chosen"]}
+                for seed, r in zip(seeds, results)
+            ],
+            "token_ratio_median": statistics.median(ratios),
+            "token_ratio_min": min(ratios),
+            "token_ratio_max": max(ratios),
+            "identical": all(r["identical"] for r in results),
+        }
+        for row in result["per_seed"]:
+            print(f"seed {row['seed']}: {row['token_ratio']:.1f}x ({row['calibrator_tokens_per_trial']:,.0f} vs "
+                  f"{row['reference_tokens_per_trial']:,.0f} tokens/trial, {row['calibrator_complete']} complete trials)")
+        print(f"median {result['token_ratio_median']:.1f}x (min {result['token_ratio_min']:.1f}x, max {result['token_ratio_max']:.1f}x); "
+              + ("identical everywhere" if result["identical"] else "DIFFERENT somewhere"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0 if result["identical"] else 1
 
+
+def run_seed(args: argparse.Namespace, seed: int) -> dict:
     import torch
 
     from erase_calibrate import tasks as sources
@@ -62,7 +100,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-trials-"))
     loaded = load_model(args.model)
     name = sources.default_names(models.default_tasks(args.model))[0]
-    pool = sources.item_pool(name, data_dir=None, limit=args.items * 3, seed=args.seed)
+    pool = sources.item_pool(name, data_dir=None, limit=args.items * 3, seed=seed)
     key = cache_key(args.model, loaded.revision, name, loaded.min_pixels, loaded.max_pixels, args.max_new_tokens)
     cache = AnswerCache(Path(args.cache or tmp / "base-answers"), key, name)
     items = collect_correct(loaded, name, pool, args.items, cache, sources.score, args.max_new_tokens, batch_size=args.batch_size)
@@ -81,7 +119,7 @@ def main() -> int:
                              max_new_tokens=args.max_new_tokens, **kw)
         runner.prepare()
         space = SearchSpace(runner.global_entropies(), levels=4, keep_step=args.keep_step)
-        study = open_study(str(tmp / f"{label}.journal"), label, tmp, args.seed)
+        study = open_study(str(tmp / f"{label}.journal"), label, tmp, seed)
         seconds: list[float] = []
 
         def timed(thresholds, keeps, ctx, runner=runner, seconds=seconds):
@@ -111,7 +149,7 @@ def main() -> int:
             print(t.number, t.state.name, u.get("evaluated"), u.get("memo_hits"), u.get("generated"), u.get("tokens"),
                   round(u.get("accuracy", u.get("accuracy_at_most", 0)), 4))
         print(f"memo hit rate {hits / max(1, hits + ev):.0%}")
-        return 0
+        return {}
 
     # ---- the two studies must agree
     a, b = runs["calibrator"]["trials"], runs["reference"]["trials"]
@@ -165,6 +203,7 @@ def main() -> int:
 
     result = {
         "command": " ".join(["python", *sys.argv]),
+        "seed": seed,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
         "items": len(items),
@@ -182,9 +221,7 @@ def main() -> int:
           f"-> {result['token_ratio']:.1f}x fewer; trials/min {c['trials_per_minute']:.1f} vs {r['trials_per_minute']:.1f}; "
           f"memo hit rate {c['memo_hit_rate']:.0%}; {c['ruled_out']} of {args.trials} trials ruled out")
     print("identical trial results and pick" if not problems else "DIFFERENT: " + "; ".join(problems))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
-    return 0 if not problems else 1
+    return result
 
 
 if __name__ == "__main__":
