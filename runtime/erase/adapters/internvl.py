@@ -140,21 +140,20 @@ class InternVLAdapter(MultimodalAdapter):
 
         Without `tiles_per_image` all tiles are taken as one image.
         """
-        pixel_values = vision["pixel_values"]
-        tiles = vision.get("tiles_per_image") or [int(pixel_values.shape[0])]
         side = self.tile_px // self.token_px
-        images, grids, start = [], [], 0
-        for n in tiles:
+        images, grids = [], []
+        for tiles in self.image_pixels(vision):
+            n = int(tiles.shape[0])
             grids.append((n * side, side))
             if with_pixels:
-                rgb = tiles_to_uint8(pixel_values[start : start + n], mean=self.image_mean, std=self.image_std)
+                rgb = tiles_to_uint8(tiles, mean=self.image_mean, std=self.image_std)
                 images.append(rgb.reshape(n * self.tile_px, self.tile_px, rgb.shape[-1]))
             else:
                 images.append(None)
-            start += n
         return images, grids
 
     def image_pixels(self, vision: dict[str, Any]) -> list[torch.Tensor]:
+        """Each image's tiles (all of them as one image without `tiles_per_image`)."""
         pixel_values = vision["pixel_values"]
         out, start = [], 0
         for n in vision.get("tiles_per_image") or [int(pixel_values.shape[0])]:
@@ -164,14 +163,10 @@ class InternVLAdapter(MultimodalAdapter):
 
     def patch_entropies(self, vision: dict[str, Any], rounding: str) -> list[np.ndarray]:
         """Per image: its tiles converted to gray on their device, stacked, and scored (the RGB never leaves)."""
-        pixel_values = vision["pixel_values"]
-        tiles = vision.get("tiles_per_image") or [int(pixel_values.shape[0])]
-        out, start = [], 0
-        for n in tiles:
-            gray = gray_levels(pixel_values[start : start + n], mean=self.image_mean, std=self.image_std,
-                               rounding=rounding, channel_dim=1)
-            out.append(gray_image_entropy(gray.reshape(n * self.tile_px, self.tile_px), self.token_px))
-            start += n
+        out = []
+        for tiles in self.image_pixels(vision):
+            gray = gray_levels(tiles, mean=self.image_mean, std=self.image_std, rounding=rounding, channel_dim=1)
+            out.append(gray_image_entropy(gray.reshape(int(tiles.shape[0]) * self.tile_px, self.tile_px), self.token_px))
         return out
 
     # ---- the vision encoder's attention (AdaVTP, Polymorphic): the [CLS] token's

@@ -135,10 +135,8 @@ class Qwen25VLAdapter(MultimodalAdapter):
     ) -> tuple[list[np.ndarray | None], list[tuple[int, int]]]:
         """Each image's resized pixels (HxWx3 uint8), and its LLM token grid."""
         m = self.merge_size
-        images, grids, row = [], [], 0
-        for t, h, w in vision["image_grid_thw"].tolist():
-            rows = vision["pixel_values"][row : row + t * h * w]
-            row += t * h * w
+        images, grids = [], []
+        for (t, h, w), rows in zip(vision["image_grid_thw"].tolist(), self.image_pixels(vision)):
             grids.append((h // m, w // m))
             if not with_pixels:
                 images.append(None)
@@ -156,6 +154,7 @@ class Qwen25VLAdapter(MultimodalAdapter):
         return images, grids
 
     def image_pixels(self, vision: dict[str, Any]) -> list[torch.Tensor]:
+        """Each image's `pixel_values` rows (t * h * w of them, images in order)."""
         out, row = [], 0
         for t, h, w in vision["image_grid_thw"].tolist():
             out.append(vision["pixel_values"][row : row + t * h * w])
@@ -164,17 +163,13 @@ class Qwen25VLAdapter(MultimodalAdapter):
 
     def patch_entropies(self, vision: dict[str, Any], rounding: str) -> list[np.ndarray]:
         """Each image's patch entropies straight from its `pixel_values` rows (no image is rebuilt)."""
-        out, row = [], 0
-        for t, h, w in vision["image_grid_thw"].tolist():
-            rows = vision["pixel_values"][row : row + t * h * w]
-            row += t * h * w
-            out.append(
-                token_entropy(
-                    rows[: h * w], (h, w), merge_size=self.merge_size, temporal_patch_size=self.temporal_patch_size,
-                    mean=self.image_mean, std=self.image_std, rounding=rounding,
-                )
+        return [
+            token_entropy(
+                rows[: h * w], (h, w), merge_size=self.merge_size, temporal_patch_size=self.temporal_patch_size,
+                mean=self.image_mean, std=self.image_std, rounding=rounding,
             )
-        return out
+            for (_, h, w), rows in zip(vision["image_grid_thw"].tolist(), self.image_pixels(vision))
+        ]
 
     # ---- Stage 1 before the vision encoder (stage1_site="pixels")
     def kept_patch_rows(self, grid: torch.Tensor, keep: list[np.ndarray], device: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
