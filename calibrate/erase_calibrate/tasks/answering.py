@@ -81,17 +81,6 @@ def decode(model: Any, processor: Any, ids: Sequence[int]) -> Answer:
     return Answer(text=text, token_ids=tuple(trimmed))
 
 
-def reproduces(model: Any, inputs: dict[str, torch.Tensor], answer_ids: Sequence[int]) -> bool:
-    """Whether greedy decoding would emit exactly `answer_ids`: one forward with the answer appended."""
-    if not answer_ids:
-        return False
-    n = len(answer_ids)
-    with torch.no_grad():  # the last answer token predicts nothing checked: not fed
-        logits = model(**with_answer(inputs, answer_ids[:-1]), use_cache=False, logits_to_keep=n).logits
-    predicted = logits[0, -n:].argmax(-1)
-    return bool(torch.equal(predicted, torch.tensor(list(answer_ids), device=predicted.device)))
-
-
 def _eos_ids(model: Any) -> set[int]:
     eos = model.generation_config.eos_token_id
     if eos is None:
