@@ -17,8 +17,8 @@ Both tell Optuna the same thing (a trial ranked below the best complete one is P
 so the two studies must agree trial by trial: the same parameters, states and, for complete
 trials, the same accuracy and F, and the same chosen profile. The script checks that and exits
 1 if not. With several --seeds, each seed (its own calibration items and study) runs both paths,
-and the summary gives the ratio per seed and its median. Language-model tokens are counted at the language model's forward (batch x sequence
-length per call, padding included, decode steps included).
+and the summary gives the ratio per seed and its median. Language-model tokens are counted at the
+language model's forward (batch x sequence length per call, padding included, decode steps included).
 """
 
 from __future__ import annotations
