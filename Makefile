@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
+# torch's lower bound in pyproject.toml, for test-oldest: a CUDA build from the registry (about
+# 2.6 GB with its libraries; it runs on CPU), since the CPU build on these machines is 2.13.0 alone.
+OLDEST_TORCH := torch==2.11.0
 # Extra pip options for torch alone, e.g. --index-url https://download.pytorch.org/whl/cpu on a
 # machine without the local CPU wheel (the scheduled GitHub workflow).
 TORCH_PIP_ARGS ?=
@@ -43,30 +46,32 @@ test: setup postgres
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 # The upstream watch: the newest releases pyproject.toml's bounds allow, in a fresh .venv-latest,
-# then the whole suite; it lists direct dependencies with releases beyond the bounds.
+# then the whole suite; it lists direct dependencies with releases beyond the bounds. torch stays
+# at TORCH (newer ones are CUDA builds here; scripts/dependency_matrix.sh torch covers the range).
 test-latest: postgres
 	rm -rf .venv-latest
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/pip install -q $(TORCH_PIP_ARGS) $(TORCH)
-	.venv-latest/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[calibrate,test]"
+	echo "$(TORCH)" > .venv-latest/torch.txt
+	.venv-latest/bin/pip install -q -c .venv-latest/torch.txt --upgrade --upgrade-strategy eager -e ".[calibrate,test]"
 	.venv-latest/bin/pip check
 	.venv-latest/bin/python scripts/upstream_watch.py
 	HF_HUB_OFFLINE=1 .venv-latest/bin/python -m pytest
 
-# The runtime's tests on the lower bounds (requirements/oldest.txt: transformers 5.17.0 and every
-# other direct dependency at its lower bound). The project goes in with --no-deps; pip check
-# proves the pins satisfy it (an OLDEST_OVERRIDES pin below a bound would be reported there).
-.venv-oldest/.installed: pyproject.toml setup.py $(OLDEST)
+# The runtime's tests on the lower bounds (OLDEST_TORCH, then requirements/oldest.txt: transformers
+# 5.17.0 and every other direct dependency at its lower bound). The project goes in with --no-deps;
+# pip check proves the pins satisfy it (an OLDEST_OVERRIDES pin below a bound would be reported).
+.venv-oldest/.installed: pyproject.toml setup.py $(OLDEST) Makefile
 	rm -rf .venv-oldest
 	$(PYTHON) -m venv .venv-oldest
-	.venv-oldest/bin/pip install -q $(TORCH_PIP_ARGS) -c $(OLDEST) $(TORCH)
+	.venv-oldest/bin/pip install -q $(TORCH_PIP_ARGS) -c $(OLDEST) $(OLDEST_TORCH)
 	.venv-oldest/bin/pip install -q -r $(OLDEST)
 	.venv-oldest/bin/pip install -q --no-deps -e .
 	.venv-oldest/bin/pip check
 	touch $@
 
 test-oldest: .venv-oldest/.installed
-	@echo "test-oldest: $$(grep -E '^(transformers|torch|numpy)==' $(OLDEST) | tr '\n' ' ')"
+	@echo "test-oldest: $(OLDEST_TORCH) $$(grep -E '^(transformers|numpy)==' $(OLDEST) | tr '\n' ' ')"
 	HF_HUB_OFFLINE=1 .venv-oldest/bin/python -m pytest $(OLDEST_TESTS)
 
 # Build the wheel and install it into a fresh virtualenv outside the checkout: runtime-only,

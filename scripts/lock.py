@@ -9,9 +9,9 @@
 Resolution is pip-compile's (pip-tools, pinned in tools.txt) against the package registry
 alone: pip's configuration files are ignored, so a mirror configured on one machine cannot
 leak into the files. torch's CPU build comes from ``PIP_FIND_LINKS`` (on these machines the
-folder /opt/wheels); torch itself is left out of the files (the Makefile installs
-torch==2.13.0 before anything else), and a file naming a CUDA package or torchvision is
-refused.
+folder /opt/wheels); torch itself is left out of the files (the Makefile installs it before
+anything else: torch==2.13.0 for the lock, pyproject's lower bound for test-oldest), and a file
+naming a CUDA package or torchvision is refused.
 
 Usage: python scripts/lock.py [--oldest-override NAME==VERSION ...]
 An override replaces a lower bound in oldest.in, e.g. to test a release below pyproject's
@@ -25,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 try:
@@ -48,7 +49,11 @@ def direct_requirements() -> list[str]:
 
 
 def lower_bounds(overrides: dict[str, str]) -> list[str]:
-    """`name==lower` for every direct requirement with a `>=` bound; overrides win."""
+    """`name==lower` for every direct requirement with a `>=` bound; overrides win.
+
+    torch's line is a comment: below 2.13 the registry has only CUDA builds, which the files must
+    not name, so `make test-oldest` installs torch at its lower bound itself (OLDEST_TORCH).
+    """
     pins = []
     for requirement in direct_requirements():
         m = _REQUIREMENT.match(requirement)
@@ -59,23 +64,35 @@ def lower_bounds(overrides: dict[str, str]) -> list[str]:
         version = overrides.pop(name.lower(), None) or (lower[1] if lower else None)
         if version is None:
             raise SystemExit(f"lock: {requirement!r} has no lower bound: give every dependency one (>=)")
-        pins.append(f"{name}=={version}")
+        pins.append(f"# {name}=={version}: installed first by the Makefile" if name.lower() in NOT_PINNED else f"{name}=={version}")
     if overrides:
         raise SystemExit(f"lock: overrides for packages that are not direct dependencies: {sorted(overrides)}")
     return pins
 
 
+def makefile_torch() -> str:
+    """The torch the Makefile installs before the lock (`TORCH := torch==...`): the files resolve against it."""
+    m = re.search(r"^TORCH\s*:=\s*(torch==\S+)\s*$", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
+    if m is None:
+        raise SystemExit("lock: the Makefile names no TORCH := torch==VERSION")
+    return m[1]
+
+
 def compile_(output: Path, *inputs: str) -> None:
-    # The registry only (no machine's mirrors); the files' headers name `make lock`.
+    # The registry only (no machine's mirrors); the files' headers name `make lock`. torch is held
+    # at the Makefile's CPU build, else the newest release the bound allows (a CUDA build) is taken.
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "CUSTOM_COMPILE_COMMAND": "make lock"}
-    cmd = [
-        sys.executable, "-m", "piptools", "compile", "--quiet", "--upgrade", "--strip-extras", "--no-emit-index-url",
-        "--no-emit-find-links", "--no-emit-trusted-host", "--newline", "LF",
-        *(f"--unsafe-package={name}" for name in NOT_PINNED),
-        "--output-file", str(output.relative_to(ROOT)), *inputs,
-    ]
-    print(f"lock: {output.relative_to(ROOT)} <- {' '.join(inputs)}", flush=True)
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        constraint = Path(tmp) / "torch.txt"
+        constraint.write_text(makefile_torch() + "\n", encoding="utf-8")
+        cmd = [
+            sys.executable, "-m", "piptools", "compile", "--quiet", "--upgrade", "--strip-extras", "--no-emit-index-url",
+            "--no-emit-find-links", "--no-emit-trusted-host", "--newline", "LF",
+            *(f"--unsafe-package={name}" for name in NOT_PINNED), f"--constraint={constraint}",
+            "--output-file", str(output.relative_to(ROOT)), *inputs,
+        ]
+        print(f"lock: {output.relative_to(ROOT)} <- {' '.join(inputs)}", flush=True)
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
     text = output.read_text(encoding="utf-8")
     bad = sorted(set(FORBIDDEN.findall(text)))
     if bad:

@@ -92,3 +92,33 @@ def test_guard_names_the_extra_when_its_packages_are_missing(monkeypatch, capsys
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
     assert "no-such-package-for-erase" in err and "pip install 'erase-toolkit[calibrate]'" in err
+
+
+def _lower_bounds() -> dict[str, str]:
+    """name -> lower bound of every direct requirement in pyproject.toml (all extras)."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    reqs = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
+    out = {}
+    for req in reqs:
+        m = re.match(r"\s*([A-Za-z0-9][\w.-]*)[^>]*>=\s*([0-9][^,\s]*)", req)
+        assert m, f"{req!r} has no lower bound"
+        out[m[1].lower()] = m[2]
+    return out
+
+
+def test_test_oldest_installs_every_lower_bound():
+    """What `make test-oldest` installs is pyproject's lower bounds: oldest.in's pins, and torch from the Makefile."""
+    import re
+
+    from packaging.version import Version
+
+    bounds = _lower_bounds()
+    pins = dict(re.findall(r"^([A-Za-z0-9][\w.-]*)==(\S+)$", (ROOT / "requirements/oldest.in").read_text(), re.M))
+    torch = re.search(r"^OLDEST_TORCH\s*:=\s*torch==(\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert torch, "the Makefile names no OLDEST_TORCH"
+    assert "torch" not in pins, "oldest.in pins torch; the Makefile installs it (OLDEST_TORCH)"
+    pins["torch"] = torch[1]
+    assert {k.lower(): Version(v) for k, v in pins.items()} == {k: Version(v) for k, v in bounds.items()}
