@@ -41,6 +41,7 @@ for v in sorted({Version(v) for v in avail if not Version(v).is_prerelease and n
     print(v)
 PY
 )
+  [ ${#versions[@]} -gt 0 ] || { echo "no release of $PKG to test" >&2; exit 2; }
 fi
 
 mkdir -p .matrix
