@@ -70,11 +70,11 @@ def lower_bounds(overrides: dict[str, str]) -> list[str]:
     return pins
 
 
-def makefile_torch() -> str:
-    """The torch the Makefile installs before the lock (`TORCH := torch==...`): the files resolve against it."""
-    m = re.search(r"^TORCH\s*:=\s*(torch==\S+)\s*$", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
+def makefile_torch(variable: str = "TORCH") -> str:
+    """The torch a Makefile variable installs (`TORCH := torch==...`, the lock's; `OLDEST_TORCH`, test-oldest's)."""
+    m = re.search(rf"^{variable}\s*:=\s*(torch==\S+)\s*$", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
     if m is None:
-        raise SystemExit("lock: the Makefile names no TORCH := torch==VERSION")
+        raise SystemExit(f"lock: the Makefile names no {variable} := torch==VERSION")
     return m[1]
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,31 +97,20 @@ def test_guard_names_the_extra_when_its_packages_are_missing(monkeypatch, capsys
     assert "no-such-package-for-erase" in err and "pip install 'erase-toolkit[calibrate]'" in err
 
 
-def _lower_bounds() -> dict[str, str]:
-    """name -> lower bound of every direct requirement in pyproject.toml (all extras)."""
-    import re
-    import tomllib
-
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    reqs = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
-    out = {}
-    for req in reqs:
-        m = re.match(r"\s*([A-Za-z0-9][\w.-]*)[^>]*>=\s*([0-9][^,\s]*)", req)
-        assert m, f"{req!r} has no lower bound"
-        out[m[1].lower()] = m[2]
-    return out
-
-
 def test_test_oldest_installs_every_lower_bound():
     """What `make test-oldest` installs is pyproject's lower bounds: oldest.in's pins, and torch from the Makefile."""
-    import re
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import lock  # scripts/lock.py: the project's own reading of pyproject and the Makefile
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
 
-    from packaging.version import Version
-
-    bounds = _lower_bounds()
+    bounds = {}
+    for req in map(Requirement, lock.direct_requirements()):
+        lower = [s.version for s in req.specifier if s.operator == ">="]
+        assert len(lower) == 1, f"{req} has no single lower bound"
+        bounds[req.name.lower()] = Version(lower[0])
     pins = dict(re.findall(r"^([A-Za-z0-9][\w.-]*)==(\S+)$", (ROOT / "requirements/oldest.in").read_text(), re.M))
-    torch = re.search(r"^OLDEST_TORCH\s*:=\s*torch==(\S+)$", (ROOT / "Makefile").read_text(), re.M)
-    assert torch, "the Makefile names no OLDEST_TORCH"
     assert "torch" not in pins, "oldest.in pins torch; the Makefile installs it (OLDEST_TORCH)"
-    pins["torch"] = torch[1]
-    assert {k.lower(): Version(v) for k, v in pins.items()} == {k: Version(v) for k, v in bounds.items()}
+    pins["torch"] = lock.makefile_torch("OLDEST_TORCH").partition("==")[2]
+    assert {k.lower(): Version(v) for k, v in pins.items()} == bounds
